@@ -1,0 +1,246 @@
+"""Typed run configuration: defaults in one place, TOML loading, validation.
+
+A config file is a short diff from the defaults below. Every key is checked before any work
+starts: a misspelt key or a bad value raises :class:`ConfigError` naming the key and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+EMBEDDED_DEFAULT = "embedded:all-MiniLM-L6-v2"
+
+
+class ConfigError(ValueError):
+    """A config value is missing, misspelt or out of range; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to map: a Hugging Face id, a local folder, or the embedded default."""
+
+    id: str = EMBEDDED_DEFAULT
+    revision: str = ""  # branch, tag or commit for a hub id; "" = the default branch
+    name: str = ""  # short label for outputs; "" = derived from the id
+
+
+@dataclass(frozen=True)
+class TokensConfig:
+    """Which vocabulary rows to lay out (the default: all of them)."""
+
+    select: Literal["all", "first", "last", "ids", "regex"] = "all"
+    n: int = 3000  # for select = "first" / "last"
+    ids: tuple[int, ...] = ()  # for select = "ids"
+    regex: str = ""  # for select = "regex": matched against the display text
+    categories: tuple[str, ...] = ()  # keep only these categories; () = every category
+    scripts: tuple[str, ...] = ()  # keep only these scripts; () = every script
+
+
+@dataclass(frozen=True)
+class LayoutConfig:
+    """t-SNE settings shared by every backend (Kobak & Berens 2019 defaults)."""
+
+    backend: Literal["auto", "opentsne", "cuml", "sklearn"] = "auto"
+    metric: Literal["cosine", "euclidean"] = "cosine"
+    perplexity: float = 30.0
+    n_iter: int = 500  # iterations after early exaggeration
+    early_exaggeration_iter: int = 250
+    early_exaggeration: float = 12.0
+    learning_rate: float | Literal["auto"] = "auto"  # "auto" = N / early_exaggeration
+    seed: int = 42
+    n_jobs: int = -1  # CPU threads; -1 = all cores
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """kNN preservation: share of each sampled token's k nearest neighbours kept on the map."""
+
+    k: int = 10
+    sample: int = 2000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ZoomConfig:
+    """One labelled zoom: a box in map coordinates, or a window around an anchor token."""
+
+    name: str = ""
+    box: tuple[float, ...] = ()  # (x0, x1, y0, y1) in map coordinates
+    anchor: str = ""  # display text (or raw token) to centre on
+    neighbours: int = 60  # the window is sized to hold about this many nearest tokens
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Pictures: sizes, colouring, zoom regions, the interactive page."""
+
+    color_by: str = "category"  # any categorical column of the token table
+    width: int = 1600
+    height: int = 1600
+    zoom_width: int = 1100
+    zoom_height: int = 1100
+    auto_zooms: int = 3  # zooms picked from the densest clusters, besides the configured ones
+    max_labels: int = 250  # labels per zoom at most
+    font_size: int = 15
+    html: bool = False  # the interactive map.html
+    zooms: tuple[ZoomConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: str = "runs"
+
+
+@dataclass(frozen=True)
+class Config:
+    models: tuple[ModelConfig, ...] = (ModelConfig(),)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
+    layout: LayoutConfig = field(default_factory=LayoutConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    @property
+    def model(self) -> ModelConfig:
+        """The single model of a one-model config."""
+        return self.models[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_CHECKS: dict[str, Any] = {
+    "tokens.n": lambda v: v > 0 or "must be > 0",
+    "layout.perplexity": lambda v: 1 <= v <= 500 or "must be between 1 and 500",
+    "layout.n_iter": lambda v: v > 0 or "must be > 0",
+    "layout.early_exaggeration_iter": lambda v: v >= 0 or "must be >= 0",
+    "layout.early_exaggeration": lambda v: v >= 1 or "must be >= 1",
+    "layout.learning_rate": lambda v: v == "auto" or v > 0 or 'must be "auto" or > 0',
+    "layout.n_jobs": lambda v: v == -1 or v > 0 or "must be -1 (all cores) or > 0",
+    "quality.k": lambda v: v > 0 or "must be > 0",
+    "quality.sample": lambda v: v > 0 or "must be > 0",
+    "render.width": lambda v: 64 <= v <= 20000 or "must be between 64 and 20000",
+    "render.height": lambda v: 64 <= v <= 20000 or "must be between 64 and 20000",
+    "render.zoom_width": lambda v: 64 <= v <= 20000 or "must be between 64 and 20000",
+    "render.zoom_height": lambda v: 64 <= v <= 20000 or "must be between 64 and 20000",
+    "render.auto_zooms": lambda v: 0 <= v <= 24 or "must be between 0 and 24",
+    "render.max_labels": lambda v: v >= 0 or "must be >= 0",
+    "render.font_size": lambda v: 6 <= v <= 96 or "must be between 6 and 96",
+    "render.zooms.box": lambda v: len(v) in (0, 4) and (not v or (v[0] < v[1] and v[2] < v[3]))
+    or "must be [x0, x1, y0, y1] with x0 < x1 and y0 < y1",
+    "render.zooms.neighbours": lambda v: v >= 2 or "must be >= 2",
+}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in the dataclass's form."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            shown = ", ".join(repr(a) for a in allowed)
+            raise ConfigError(f"{key} = {value!r} is not allowed; choose one of: {shown}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as err:
+                errors.append(str(err).split("; ", 1)[-1])
+        raise ConfigError(f"{key} = {value!r} is not allowed; {' or '.join(errors)}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} = {value!r} is not allowed; expected a list")
+        (item_tp, _) = typing.get_args(tp)
+        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} is not allowed as {value!r}; expected a table")
+        return _build(tp, value, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool) or (
+        tp is not bool and isinstance(value, bool)
+    ):
+        raise ConfigError(f"{key} = {value!r} is not allowed; expected {_type_name(tp)}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{key} = {value!r} is not allowed; expected {_type_name(tp)}")
+    return value
+
+
+def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, raw in table.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            raise ConfigError(
+                f"unknown key {full!r}; allowed keys{' in [' + prefix + ']' if prefix else ''}: "
+                + ", ".join(names)
+            )
+        value = _coerce(raw, hints[key], full)
+        check = _CHECKS.get(re.sub(r"\[\d+\]", "", full))
+        if check is not None:
+            verdict = check(value)
+            if verdict is not True:
+                raise ConfigError(f"{full} = {raw!r} is not allowed; {verdict}")
+        values[key] = value
+    return cls(**values)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Validate a parsed TOML document and fill in the defaults."""
+    data = dict(data)
+    if "model" in data and "models" in data:
+        raise ConfigError("give either [model] or [[models]], not both")
+    if "model" in data:
+        data["models"] = [data.pop("model")]
+    if "models" in data and not data["models"]:
+        raise ConfigError("models is empty; list at least one [[models]] entry with an id")
+    config = _build(Config, data, "")
+    for i, m in enumerate(config.models):
+        if not m.id.strip():
+            raise ConfigError(f"models[{i}].id is empty; give a hub id, a folder or "
+                              f"{EMBEDDED_DEFAULT!r}")
+    for z in config.render.zooms:
+        if not z.name:
+            raise ConfigError("render.zooms entry without a name; add name = \"...\"")
+        if bool(z.box) == bool(z.anchor):
+            raise ConfigError(f"render.zooms {z.name!r} needs exactly one of box or anchor")
+    return config
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found; pass a path such as "
+                          "configs/default.toml")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    return from_dict(data)
+
+
+def with_overrides(config: Config, model: str | None = None, out: str | None = None) -> Config:
+    """The config with ``--model`` / ``--out`` from the command line applied."""
+    if model:
+        config = dataclasses.replace(config, models=(ModelConfig(id=model),))
+    if out:
+        config = dataclasses.replace(config, output=OutputConfig(dir=out))
+    return config

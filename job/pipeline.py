@@ -1,0 +1,123 @@
+"""One model through every stage: source → tokens → layout → quality → render → run directory.
+
+A finished layout in the run directory is reused: a rerun only re-renders.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from job import quality, reduce, rundir, select, source, tokens
+from job.config import Config, ModelConfig
+from job.knn import knn, l2_normalise
+from job.render import pictures
+
+log = logging.getLogger(__name__)
+
+
+def _to_device(matrix: np.ndarray, backend: str) -> Any:
+    """The matrix on the GPU (cupy) for the cuML backend, else as it is."""
+    if backend == "cuml":
+        import cupy
+
+        return cupy.asarray(matrix)
+    return matrix
+
+
+def _device_info(backend: str) -> dict[str, Any]:
+    if backend != "cuml":
+        return {"kind": "cpu"}
+    import cupy
+
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    pool = cupy.get_default_memory_pool()
+    name = props["name"]
+    return {"kind": "cuda", "name": name.decode() if isinstance(name, bytes) else name,
+            "peak_pool_mib": round(pool.total_bytes() / 2**20, 1)}
+
+
+def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
+                 ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Token table with x, y for the selected rows, and what the manifest should record."""
+    with stages.stage("tokens"):
+        table = tokens.build_table(emb.tokenizer, emb.matrix.shape[0])
+        rows, selection = select.select(table, config.tokens)
+        table = table.iloc[rows].reset_index(drop=True)
+    log.info("%s: %d of %d tokens selected (%s), %d dims", emb.label, len(rows),
+             emb.matrix.shape[0], selection["rule"], emb.matrix.shape[1])
+    backend, why = reduce.choose(config.layout.backend)
+    log.info("t-SNE backend: %s (%s)", backend, why)
+    cfg = config.layout
+    with stages.stage("prepare"):
+        X = _to_device(np.ascontiguousarray(emb.matrix[rows]), backend)
+        if cfg.metric == "cosine":
+            X = l2_normalise(X)
+    with stages.stage("knn"):
+        graph = knn(X, reduce.n_neighbors(cfg, X.shape[0])) if backend != "sklearn" else None
+    with stages.stage("layout"):
+        layout = reduce.fit(X, cfg, backend, graph)
+    with stages.stage("quality"):
+        q = config.quality
+        score = quality.knn_preservation(X, layout.coords, q.k, q.sample, q.seed,
+                                         neighbours=graph[0] if graph is not None else None)
+    log.info("kNN preservation at k=%d on %d tokens: %.3f", score["k"], score["sample"],
+             score["knn_preservation"])
+    table["x"] = layout.coords[:, 0]
+    table["y"] = layout.coords[:, 1]
+    facts = {
+        "model": {"id": emb.model_id, "path": emb.path, "revision": emb.revision,
+                  "label": emb.label, "family": table.attrs.get("family", ""),
+                  "vocab_size": int(emb.matrix.shape[0]), "dims": int(emb.matrix.shape[1]),
+                  "stored_dtype": emb.stored_dtype, "read_by": emb.method,
+                  "tensor": emb.tensor_name, "padding_rows_dropped": emb.padding_rows},
+        "selection": selection,
+        "backend": {"name": backend, "why": why, "effective_params": layout.params},
+        "device": _device_info(backend),
+        "quality": score,
+    }
+    return table, facts
+
+
+def run_model(model: ModelConfig, config: Config) -> Path:
+    """Lay out (or reuse) and render one model; returns its run directory."""
+    folder = rundir.run_dir(model, config)
+    folder.mkdir(parents=True, exist_ok=True)
+    if rundir.clean_stale_temp(folder):
+        log.info("removed temporary files left by an interrupted run in %s", folder)
+    stages = rundir.Stages()
+    layout_path = folder / rundir.LAYOUT
+    if layout_path.is_file() and (folder / "facts.json").is_file():
+        log.info("reusing the finished layout in %s (delete it to recompute)", folder)
+        table = pd.read_parquet(layout_path)
+        facts = rundir.read_json(folder / "facts.json")
+        reused = True
+    else:
+        with stages.stage("load"):
+            emb = source.load(model)
+        table, facts = layout_model(emb, config, stages)
+        del emb
+        facts["layout_seconds"] = dict(stages.seconds)
+        rundir.write_parquet(layout_path, table)
+        rundir.write_json(folder / "facts.json", facts)
+        reused = False
+    with stages.stage("render"):
+        drawn = pictures.render_all(table, config.render, folder)
+    manifest = {
+        **facts,
+        "config": config.to_dict() | {"models": [vars(model)]},
+        "run_key": rundir.run_key(model, config),
+        "layout_reused": reused,
+        "rendered": drawn,
+        "seconds": {**({} if reused else facts["layout_seconds"]), **stages.seconds,
+                    "total": stages.total},
+        "peak_rss_mib": round(rundir.peak_rss_mib(), 1),
+        "environment": rundir.environment(),
+    }
+    manifest.pop("layout_seconds", None)
+    rundir.write_json(folder / rundir.MANIFEST, manifest)
+    return folder

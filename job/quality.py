@@ -1,0 +1,46 @@
+"""How well a map keeps neighbourhoods: kNN preservation on a fixed sample of tokens.
+
+For each sampled token, its k nearest neighbours in the original space (searched over the
+whole vocabulary) are compared with its k nearest on the map (also over the whole map); the
+score is the mean share they have in common. Runs on the GPU when the matrix lives there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from job.knn import array_module, knn
+
+
+def sample_ids(n: int, size: int, seed: int) -> np.ndarray:
+    """A fixed, sorted sample of row numbers (all rows when ``n <= size``)."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def knn_preservation(data: Any, coords: Any, k: int = 10, sample: int = 2000,
+                     seed: int = 0, neighbours: Any | None = None) -> dict[str, float | int]:
+    """Mean share of each sampled row's k nearest neighbours in ``data`` kept in ``coords``.
+
+    ``data`` should be the matrix the layout saw (row-normalised for the cosine metric).
+    ``data`` and ``coords`` may be numpy or cupy arrays (both of the same module).
+    ``neighbours``, an exact kNN index of ``data`` with at least ``k`` columns (such as the
+    graph the layout used), saves the high-dimensional search.
+    """
+    xp = array_module(data)
+    n = data.shape[0]
+    k = min(k, n - 1)
+    ids_np = sample_ids(n, sample, seed)
+    ids = xp.asarray(ids_np)
+    coords = xp.asarray(coords, dtype=xp.float32)
+    if neighbours is not None and neighbours.shape[1] >= k:
+        high = xp.asarray(neighbours)[ids, :k]
+    else:
+        high, _ = knn(data, k, queries=data[ids], query_ids=ids)
+    low, _ = knn(coords, k, queries=coords[ids], query_ids=ids)
+    hits = (high[:, :, None] == low[:, None, :]).any(axis=2).sum(axis=1)
+    score = float(hits.mean()) / k
+    return {"k": k, "sample": int(len(ids_np)), "seed": seed, "knn_preservation": score}

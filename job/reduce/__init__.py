@@ -1,0 +1,106 @@
+"""t-SNE backends behind one signature, picked by name.
+
+Every backend module exposes ``fit(X, cfg, knn_graph) -> Layout``. ``X`` is the matrix the
+layout should see (already L2-normalised for ``metric = "cosine"``, on the GPU as a cupy
+array when the backend runs there); ``knn_graph`` is an optional precomputed
+``(indices, distances)`` pair with ``3 × perplexity`` neighbours per row.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from job.config import LayoutConfig
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("opentsne", "cuml", "sklearn")
+
+
+class BackendError(RuntimeError):
+    """The chosen backend cannot run here; the message says what to install or choose."""
+
+
+@dataclass
+class Layout:
+    """2-D coordinates, one row per input row, and how they were made."""
+
+    coords: np.ndarray  # (N, 2) float32, on the host
+    backend: str
+    params: dict[str, Any] = field(default_factory=dict)  # the effective parameters
+
+
+def n_neighbors(cfg: LayoutConfig, n: int) -> int:
+    """Neighbours per point for the affinities: 3 × perplexity, at most n − 1."""
+    return int(min(n - 1, max(1, round(3 * cfg.perplexity))))
+
+
+def learning_rate(cfg: LayoutConfig, n: int) -> float:
+    """``auto``: N / early exaggeration (Belkina et al. 2019; N / 12 with the default)."""
+    if cfg.learning_rate == "auto":
+        return max(float(n) / cfg.early_exaggeration, 200.0)
+    return float(cfg.learning_rate)
+
+
+def cuda_available() -> tuple[bool, str]:
+    """(True, GPU name) when cupy sees a CUDA device, else (False, why not)."""
+    try:
+        import cupy
+    except ImportError:
+        return False, "cupy is not installed"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as err:
+        return False, f"no CUDA device ({err})"
+    if count == 0:
+        return False, "no CUDA device"
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    return True, props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+
+
+def cuml_available() -> tuple[bool, str]:
+    try:
+        import cuml  # noqa: F401
+    except ImportError:
+        return False, "cuML is not installed (pip install 'vocabmap[cuml-cu12]' or [cuml-cu13])"
+    return True, "cuML " + getattr(cuml, "__version__", "?")
+
+
+def choose(name: str) -> tuple[str, str]:
+    """Resolve ``auto`` and check the named backend can run; returns (backend, reason)."""
+    if name == "auto":
+        gpu, gpu_why = cuda_available()
+        has_cuml, cuml_why = cuml_available() if gpu else (False, "")
+        if gpu and has_cuml:
+            return "cuml", f"CUDA device {gpu_why} and {cuml_why} present"
+        return "opentsne", f"CPU: {gpu_why if not gpu else cuml_why}"
+    if name == "cuml":
+        gpu, gpu_why = cuda_available()
+        if not gpu:
+            raise BackendError(f"layout.backend = 'cuml' needs a CUDA GPU: {gpu_why}; "
+                               "run on a GPU node or set backend = 'auto' or 'opentsne'")
+        has_cuml, cuml_why = cuml_available()
+        if not has_cuml:
+            raise BackendError(f"layout.backend = 'cuml': {cuml_why}")
+        return "cuml", f"requested; {gpu_why}"
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; choose one of: auto, "
+                           + ", ".join(BACKENDS))
+    return name, "requested"
+
+
+def fit(X: Any, cfg: LayoutConfig, backend: str, knn_graph: tuple[Any, Any] | None = None,
+        ) -> Layout:
+    """Lay out the rows of ``X`` in 2-D with the named (already chosen) backend."""
+    module = importlib.import_module(f"job.reduce.{backend}")
+    layout = module.fit(X, cfg, knn_graph)
+    coords = np.asarray(layout.coords, dtype=np.float32)
+    if coords.shape != (X.shape[0], 2) or not np.isfinite(coords).all():
+        raise BackendError(f"backend {backend} returned a bad layout {coords.shape}")
+    layout.coords = coords
+    return layout

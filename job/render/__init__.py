@@ -1,0 +1,1 @@
+"""Pictures of a layout: datashader rasters, labelled zooms, the interactive page."""

@@ -1,0 +1,154 @@
+"""datashader pictures: every point binned on an explicit canvas, then shaded, then annotated.
+
+Binning (an ``xarray.DataArray`` of counts per category) and colouring are separate steps,
+so an aggregate can be recoloured without re-binning and tests can check its counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from job.config import RenderConfig
+from job.render import labels as lab
+from job.render.zooms import Region
+
+# Fixed colours for the token categories; other colourings take the glasbey palette.
+CATEGORY_COLOURS = {
+    "special": "#d62728", "word": "#1f77b4", "continuation": "#ff7f0e", "number": "#2ca02c",
+    "punctuation": "#9467bd", "byte": "#8c564b",
+}
+BACKGROUND = "white"
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """Map-coordinate ranges and the picture size they are drawn on."""
+
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    width: int
+    height: int
+
+    def to_pixels(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        px = (x - self.x0) / (self.x1 - self.x0) * self.width
+        py = (self.y1 - y) / (self.y1 - self.y0) * self.height
+        return px, py
+
+
+def full_canvas(table: pd.DataFrame, width: int, height: int, pad: float = 0.02) -> Canvas:
+    """Ranges covering every point with a small margin, square in map units."""
+    x, y = table["x"].to_numpy(), table["y"].to_numpy()
+    cx, cy = (x.min() + x.max()) / 2, (y.min() + y.max()) / 2
+    half = max(x.max() - x.min(), y.max() - y.min(), 1e-6) * (0.5 + pad)
+    aspect = width / height
+    return Canvas(cx - half * max(aspect, 1), cx + half * max(aspect, 1),
+                  cy - half / min(aspect, 1), cy + half / min(aspect, 1), width, height)
+
+
+def colour_key(table: pd.DataFrame, column: str) -> dict[str, str]:
+    import colorcet
+
+    levels = list(table[column].cat.categories)
+    if column == "category":
+        return {c: CATEGORY_COLOURS.get(c, "#7f7f7f") for c in levels}
+    palette = colorcet.glasbey_category10
+    return {c: palette[i % len(palette)] for i, c in enumerate(levels)}
+
+
+def categorical(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``x``, ``y`` and ``column`` as a pandas categorical, as datashader wants it."""
+    if column not in table:
+        choices = [c for c in table.columns if c not in ("x", "y", "token_id")]
+        raise ValueError(f"render.color_by = {column!r} is not a column of the token table; "
+                         f"choose one of: {', '.join(choices)}")
+    frame = table[["x", "y", column]].copy()
+    if not isinstance(frame[column].dtype, pd.CategoricalDtype):
+        frame[column] = frame[column].astype(str).astype("category")
+    return frame
+
+
+def aggregate(frame: pd.DataFrame, canvas: Canvas, column: str):
+    """Counts per pixel and category (``xarray.DataArray`` of shape (H, W, categories))."""
+    import datashader as ds
+
+    cvs = ds.Canvas(plot_width=canvas.width, plot_height=canvas.height,
+                    x_range=(canvas.x0, canvas.x1), y_range=(canvas.y0, canvas.y1))
+    return cvs.points(frame, "x", "y", agg=ds.count_cat(column))
+
+
+def shade(agg, key: dict[str, str], spread: int) -> Image.Image:
+    import datashader.transfer_functions as tf
+
+    img = tf.shade(agg, color_key=key, how="eq_hist", min_alpha=90)
+    if spread:
+        img = tf.spread(img, px=spread)
+    img = tf.set_background(img, BACKGROUND)
+    return img.to_pil().convert("RGB")
+
+
+def _legend(draw: ImageDraw.ImageDraw, key: dict[str, str], counts: dict[str, int],
+            size: int, title: str) -> None:
+    fnt = lab.font(size)
+    rows = [(c, key[c]) for c in key if counts.get(c, 0)]
+    line = size + 6
+    w = max(fnt.getlength(f"{c} ({counts[c]:,})") for c, _ in rows) + size + 24 if rows else 0
+    draw.rectangle((8, 8, 8 + w, 16 + line * (len(rows) + 1)), fill="#ffffffdd",
+                   outline="#999999")
+    draw.text((14, 12), title, fill="black", font=fnt)
+    for i, (c, colour) in enumerate(rows, start=1):
+        y = 12 + i * line
+        draw.rectangle((14, y + 3, 14 + size - 4, y + size - 1), fill=colour)
+        draw.text((18 + size, y), f"{c} ({counts[c]:,})", fill="black", font=fnt)
+
+
+def overview(table: pd.DataFrame, regions: list[Region], cfg: RenderConfig,
+             ) -> tuple[Image.Image, object]:
+    """Every point coloured by ``cfg.color_by``, with a legend and the zoom regions outlined."""
+    canvas = full_canvas(table, cfg.width, cfg.height)
+    frame = categorical(table, cfg.color_by)
+    agg = aggregate(frame, canvas, cfg.color_by)
+    key = colour_key(frame, cfg.color_by)
+    img = shade(agg, key, spread=1)
+    draw = ImageDraw.Draw(img, "RGBA")
+    fnt = lab.font(cfg.font_size)
+    for region in regions:
+        (px0, px1), (py1, py0) = canvas.to_pixels(np.array([region.x0, region.x1]),
+                                                  np.array([region.y0, region.y1]))
+        draw.rectangle((px0, py0, px1, py1), outline="#000000", width=2)
+        draw.text((px0 + 2, py0 - cfg.font_size - 4), region.name, fill="black", font=fnt,
+                  stroke_width=2, stroke_fill="white")
+    counts = frame[cfg.color_by].value_counts().to_dict()
+    _legend(draw, key, {str(k): int(v) for k, v in counts.items()}, cfg.font_size,
+            f"{len(table):,} tokens by {cfg.color_by}")
+    return img, agg
+
+
+def zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig,
+         ) -> tuple[Image.Image, list[lab.Label]]:
+    """One region: every point in it drawn, and non-overlapping token labels."""
+    canvas = Canvas(region.x0, region.x1, region.y0, region.y1, cfg.zoom_width,
+                    cfg.zoom_height)
+    frame = categorical(table, cfg.color_by)
+    agg = aggregate(frame, canvas, cfg.color_by)
+    img = shade(agg, colour_key(frame, cfg.color_by), spread=3)
+    inside = region.contains(table["x"].to_numpy(), table["y"].to_numpy())
+    sub = table[inside]
+    px, py = canvas.to_pixels(sub["x"].to_numpy(), sub["y"].to_numpy())
+    placed = lab.place(px, py, sub["display"].astype(str).tolist(), canvas.width,
+                       canvas.height, cfg.font_size, cfg.max_labels)
+    draw = ImageDraw.Draw(img, "RGBA")
+    fnt = lab.font(cfg.font_size)
+    for label in placed:
+        x0, y0, _, _ = label.box
+        draw.text((x0 + 2, y0 + 2 - fnt.getbbox(label.text)[1]), label.text, fill="#111111",
+                  font=fnt)
+    title = f"{region.name}: {int(inside.sum()):,} tokens, {len(placed)} labelled"
+    draw.text((8, 6), title, fill="black", font=lab.font(cfg.font_size + 2),
+              stroke_width=2, stroke_fill="white")
+    return img, [lab.Label(int(sub.index[p.index]), p.text, p.px, p.py, p.box) for p in placed]

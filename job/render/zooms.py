@@ -1,0 +1,103 @@
+"""Zoom regions in map coordinates: configured boxes, windows around anchor tokens, and
+automatic picks from the densest clusters."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from job.config import RenderConfig, ZoomConfig
+
+log = logging.getLogger(__name__)
+
+
+class ZoomError(ValueError):
+    """A configured zoom cannot be placed; the message says why."""
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    how: str  # "box", "anchor:<text>" or "auto"
+
+    def contains(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return (x >= self.x0) & (x <= self.x1) & (y >= self.y0) & (y <= self.y1)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "box": [self.x0, self.x1, self.y0, self.y1], "how": self.how}
+
+
+def _window(x: np.ndarray, y: np.ndarray, cx: float, cy: float, n: int) -> tuple[float, ...]:
+    """A square centred on (cx, cy) just large enough to hold its ``n`` nearest points."""
+    d = np.maximum(np.abs(x - cx), np.abs(y - cy))
+    n = min(n, len(d))
+    half = float(np.partition(d, n - 1)[n - 1]) * 1.05 if n else 1.0
+    half = max(half, 1e-3)
+    return cx - half, cx + half, cy - half, cy + half
+
+
+def find_anchor(table: pd.DataFrame, text: str) -> int:
+    """Row of the token whose display text (or raw token) is ``text``; word starts first."""
+    for column in ("display", "token"):
+        hits = table.index[table[column] == text]
+        if len(hits):
+            if "word_start" in table and len(hits) > 1:
+                starts = hits[table.loc[hits, "word_start"].to_numpy(dtype=bool)]
+                if len(starts):
+                    return int(starts[0])
+            return int(hits[0])
+    raise ZoomError(f"anchor token {text!r} is not in this vocabulary (or not selected); "
+                    "pick a token that the model's tokenizer has as a single token")
+
+
+def auto_regions(x: np.ndarray, y: np.ndarray, k: int, n: int = 60, bins: int = 48,
+                 ) -> list[Region]:
+    """``k`` windows around the densest, well-separated peaks of the point density."""
+    if k <= 0 or len(x) == 0:
+        return []
+    hist, xe, ye = np.histogram2d(x, y, bins=bins)
+    # 3x3 box smoothing so a peak is a cluster, not one crowded bin
+    padded = np.pad(hist, 1)
+    smooth = sum(padded[i:i + bins, j:j + bins] for i in range(3) for j in range(3))
+    regions: list[Region] = []
+    taken = np.zeros_like(smooth, dtype=bool)
+    sep = max(2, bins // 8)
+    for flat in np.argsort(smooth, axis=None)[::-1]:
+        if len(regions) >= k:
+            break
+        i, j = np.unravel_index(flat, smooth.shape)
+        if taken[i, j] or smooth[i, j] == 0:
+            continue
+        taken[max(0, i - sep):i + sep + 1, max(0, j - sep):j + sep + 1] = True
+        in_bin = (x >= xe[i]) & (x <= xe[i + 1]) & (y >= ye[j]) & (y <= ye[j + 1])
+        if in_bin.any():
+            cx, cy = float(np.median(x[in_bin])), float(np.median(y[in_bin]))
+        else:
+            cx, cy = (xe[i] + xe[i + 1]) / 2, (ye[j] + ye[j + 1]) / 2
+        box = _window(x, y, cx, cy, n)
+        regions.append(Region(f"auto{len(regions) + 1}", *box, how="auto"))
+    return regions
+
+
+def resolve(table: pd.DataFrame, cfg: RenderConfig) -> list[Region]:
+    """Configured zooms first, then ``cfg.auto_zooms`` automatic ones."""
+    x, y = table["x"].to_numpy(), table["y"].to_numpy()
+    regions = [_configured(table, x, y, z) for z in cfg.zooms]
+    regions += auto_regions(x, y, cfg.auto_zooms)
+    return regions
+
+
+def _configured(table: pd.DataFrame, x: np.ndarray, y: np.ndarray, z: ZoomConfig) -> Region:
+    if z.box:
+        return Region(z.name, *z.box, how="box")
+    row = find_anchor(table, z.anchor)
+    pos = table.index.get_loc(row)
+    return Region(z.name, *_window(x, y, float(x[pos]), float(y[pos]), z.neighbours),
+                  how=f"anchor:{z.anchor}")
