@@ -108,16 +108,14 @@ def run_model(model: ModelConfig, config: Config) -> Path:
     with stages.stage("render"):
         drawn = pictures.render_all(table, config.render, folder)
     manifest = {
-        **facts,
+        **facts,  # includes layout_seconds: the stages that made the layout
         "config": config.to_dict() | {"models": [vars(model)]},
         "run_key": rundir.run_key(model, config),
         "layout_reused": reused,
         "rendered": drawn,
-        "seconds": {**({} if reused else facts["layout_seconds"]), **stages.seconds,
-                    "total": stages.total},
+        "seconds": {**stages.seconds, "total": stages.total},  # this run's stages
         "peak_rss_mib": round(rundir.peak_rss_mib(), 1),
         "environment": rundir.environment(),
     }
-    manifest.pop("layout_seconds", None)
     rundir.write_json(folder / rundir.MANIFEST, manifest)
     return folder

@@ -1,0 +1,117 @@
+"""The whole job on a tiny random BERT the test builds: outputs, reuse, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from transformers import AutoTokenizer
+
+from job import cli
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "job", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def non_white_share(path: Path) -> float:
+    pixels = np.asarray(Image.open(path).convert("L"))
+    return float((pixels < 250).mean())
+
+
+@pytest.fixture
+def finished_run(fast_config: Path) -> Path:
+    proc = run_cli("run", str(fast_config))
+    assert proc.returncode == 0, proc.stderr
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def test_run_writes_a_complete_run_directory(finished_run: Path, bert_dir: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(bert_dir)
+    table = pd.read_parquet(finished_run / "layout.parquet")
+    assert len(table) == len(tokenizer)  # one row per vocabulary entry
+    assert list(table.columns[:5]) == ["token_id", "token", "display", "word_start", "category"]
+    assert table["token_id"].tolist() == list(range(len(tokenizer)))
+    assert table["token"].tolist() == tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    assert np.isfinite(table[["x", "y"]].to_numpy()).all()
+    by_token = table.set_index("token")
+    assert by_token.loc["##ing", "display"] == "ing"
+    assert by_token.loc["##ing", "category"] == "continuation"
+    assert by_token.loc["[CLS]", "category"] == "special"
+    assert by_token.loc["1990", "category"] == "number"
+    assert by_token.loc["!", "category"] == "punctuation"
+    assert by_token.loc["king", "category"] == "word"
+
+    manifest = json.loads((finished_run / "manifest.json").read_text())
+    assert manifest["model"]["vocab_size"] == len(tokenizer)
+    assert manifest["model"]["dims"] == 32
+    assert manifest["model"]["read_by"] == "safetensors"
+    assert manifest["backend"]["name"] == "opentsne"
+    assert manifest["backend"]["effective_params"]["initialization"] == "pca"
+    assert manifest["config"]["layout"]["perplexity"] == 5.0
+    assert 0.0 <= manifest["quality"]["knn_preservation"] <= 1.0
+    assert {"load", "tokens", "knn", "layout", "quality", "render"} <= set(manifest["seconds"])
+    assert manifest["peak_rss_mib"] > 0
+    assert "transformers" in manifest["environment"]["libraries"]
+
+    assert non_white_share(finished_run / "overview.png") > 0.001
+    zooms = sorted(p.name for p in finished_run.glob("zoom_*.png"))
+    assert "zoom_days.png" in zooms and len(zooms) == 3  # 1 anchor + 2 automatic
+    days = next(z for z in manifest["rendered"]["zooms"] if z["name"] == "days")
+    assert "monday" in days["examples"] and days["labels"] >= 5
+    for name in zooms:
+        assert non_white_share(finished_run / name) > 0.001
+    assert not list(finished_run.glob(".*.tmp"))
+
+
+def test_rerun_reuses_the_layout(finished_run: Path, fast_config: Path) -> None:
+    before = (finished_run / "layout.parquet").stat().st_mtime_ns
+    stale = finished_run / ".overview.png.abc.tmp"
+    stale.write_bytes(b"half-written")
+    proc = run_cli("run", str(fast_config))
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip().splitlines()[-1]) == finished_run
+    assert "reusing the finished layout" in proc.stderr
+    assert (finished_run / "layout.parquet").stat().st_mtime_ns == before
+    assert not stale.exists()
+    manifest = json.loads((finished_run / "manifest.json").read_text())
+    assert manifest["layout_reused"] is True
+    assert "layout" not in manifest["seconds"] and "render" in manifest["seconds"]
+    assert manifest["layout_seconds"]["layout"] > 0  # what the reused layout cost
+
+
+def test_stage_lines_and_last_line(fast_config: Path) -> None:
+    proc = run_cli("run", str(fast_config), "--out", str(fast_config.parent / "other"))
+    assert proc.returncode == 0, proc.stderr
+    for stage in ("load", "tokens", "knn", "layout", "quality", "render"):
+        assert f"stage {stage}: " in proc.stderr
+    last = Path(proc.stdout.strip().splitlines()[-1])
+    assert last.parent == fast_config.parent / "other" and (last / "manifest.json").is_file()
+
+
+def test_missing_model_folder_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                  fast_config: Path) -> None:
+    code = cli.main(["run", str(fast_config), "--model", str(tmp_path / "nope"),
+                     "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("vocabmap: error: model folder") and "does not exist" in err[-1]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))
+
+
+def test_unknown_anchor_fails_clearly(tmp_path: Path, bert_dir: Path,
+                                      capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[model]\nid = "{bert_dir}"\n[layout]\nearly_exaggeration_iter = 10\n'
+                    f'n_iter = 20\nperplexity = 5\n[render]\nwidth = 200\nheight = 200\n'
+                    f'zooms = [{{ name = "x", anchor = "zebra" }}]\n'
+                    f'[output]\ndir = "{tmp_path / "runs"}"\n', encoding="utf-8")
+    assert cli.main(["run", str(path)]) == 2
+    assert "anchor token 'zebra' is not in this vocabulary" in capsys.readouterr().err
