@@ -30,6 +30,23 @@ class ModelConfig:
     id: str = EMBEDDED_DEFAULT
     revision: str = ""  # branch, tag or commit for a hub id; "" = the default branch
     name: str = ""  # short label for outputs; "" = derived from the id
+    # "input": the input-embedding matrix; "contextual": the model's output vectors averaged
+    # per token over the corpus in [contextual]
+    embeddings: Literal["input", "contextual"] = "input"
+
+
+@dataclass(frozen=True)
+class ContextualConfig:
+    """Contextual token vectors: a layer's outputs averaged per vocabulary token over a corpus."""
+
+    corpus: tuple[str, ...] = ()  # .txt (one text per line), .jsonl or .parquet files
+    column: str = "text"  # the text field of .jsonl / .parquet files
+    layer: int = -1  # hidden-state index: 0 = embedding output, -1 = last layer
+    min_count: int = 2  # tokens seen fewer times are left out (and counted in the manifest)
+    batch_size: int = 32
+    max_length: int = 128  # tokens per text; longer texts are truncated
+    max_texts: int = 0  # 0 = the whole corpus
+    device: Literal["auto", "cuda", "cpu"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -90,7 +107,9 @@ class RenderConfig:
     auto_zooms: int = 3  # zooms picked from the densest clusters, besides the configured ones
     max_labels: int = 250  # labels per zoom at most
     font_size: int = 15
-    html: bool = False  # the interactive map.html
+    html: bool = True  # the interactive map.html
+    html_max_labels: int = 300  # labels on the page at once at most
+    html_label_points: int = 3000  # the page labels tokens once at most this many are in view
     zooms: tuple[ZoomConfig, ...] = ()
 
 
@@ -105,6 +124,7 @@ class Config:
     tokens: TokensConfig = field(default_factory=TokensConfig)
     layout: LayoutConfig = field(default_factory=LayoutConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    contextual: ContextualConfig = field(default_factory=ContextualConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -126,6 +146,10 @@ _CHECKS: dict[str, Any] = {
     "layout.learning_rate": lambda v: v == "auto" or v > 0 or 'must be "auto" or > 0',
     "layout.n_jobs": lambda v: v == -1 or v > 0 or "must be -1 (all cores) or > 0",
     "quality.k": lambda v: v > 0 or "must be > 0",
+    "contextual.min_count": lambda v: v >= 1 or "must be >= 1",
+    "contextual.batch_size": lambda v: v >= 1 or "must be >= 1",
+    "contextual.max_length": lambda v: 2 <= v <= 100_000 or "must be between 2 and 100000",
+    "contextual.max_texts": lambda v: v >= 0 or "must be >= 0 (0 = all)",
     "quality.sample": lambda v: v > 0 or "must be > 0",
     "render.width": lambda v: 64 <= v <= 20000 or "must be between 64 and 20000",
     "render.height": lambda v: 64 <= v <= 20000 or "must be between 64 and 20000",
@@ -134,6 +158,8 @@ _CHECKS: dict[str, Any] = {
     "render.auto_zooms": lambda v: 0 <= v <= 24 or "must be between 0 and 24",
     "render.max_labels": lambda v: v >= 0 or "must be >= 0",
     "render.font_size": lambda v: 6 <= v <= 96 or "must be between 6 and 96",
+    "render.html_max_labels": lambda v: v >= 0 or "must be >= 0",
+    "render.html_label_points": lambda v: v >= 0 or "must be >= 0",
     "render.zooms.box": lambda v: len(v) in (0, 4) and (not v or (v[0] < v[1] and v[2] < v[3]))
     or "must be [x0, x1, y0, y1] with x0 < x1 and y0 < y1",
     "render.zooms.neighbours": lambda v: v >= 2 or "must be >= 2",
@@ -216,6 +242,9 @@ def from_dict(data: dict[str, Any]) -> Config:
         if not m.id.strip():
             raise ConfigError(f"models[{i}].id is empty; give a hub id, a folder or "
                               f"{EMBEDDED_DEFAULT!r}")
+    if any(m.embeddings == "contextual" for m in config.models) and not config.contextual.corpus:
+        raise ConfigError('models[].embeddings = "contextual" needs a corpus: set '
+                          '[contextual] corpus = ["path/to/texts.txt"]')
     for z in config.render.zooms:
         if not z.name:
             raise ConfigError("render.zooms entry without a name; add name = \"...\"")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from job import quality, reduce, rundir, select, source, tokens
+from job import contextual, quality, reduce, rundir, select, source, tokens
 from job.config import Config, ModelConfig
 from job.knn import knn, l2_normalise
 from job.render import pictures
@@ -41,13 +41,44 @@ def _device_info(backend: str) -> dict[str, Any]:
             "peak_pool_mib": round(pool.total_bytes() / 2**20, 1)}
 
 
+def contextualise(emb: source.Embeddings, config: Config, stages: rundir.Stages,
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Swap the input embeddings for contextual means; return occurrence counts and facts."""
+    cfg = config.contextual
+    with stages.stage("contextual"):
+        vectors = contextual.compute(emb.path, emb.tokenizer, cfg, emb.matrix.shape[0])
+    emb.matrix = vectors.means()
+    seen = vectors.counts > 0
+    kept = vectors.counts >= cfg.min_count
+    facts = {"corpus": list(cfg.corpus), "layer": cfg.layer, "min_count": cfg.min_count,
+             "texts": vectors.texts, "tokens": vectors.tokens, "device": vectors.device,
+             "seconds": vectors.seconds, "tokens_per_second": round(
+                 vectors.tokens / max(vectors.seconds, 1e-9), 1),
+             "vocabulary_seen": int(seen.sum()), "kept": int(kept.sum()),
+             "left_out_below_min_count": int((seen & ~kept).sum()),
+             "never_seen": int((~seen).sum())}
+    log.info("contextual: %d vocabulary tokens seen, %d kept (>= %d occurrences), %d below, "
+             "%d never seen", facts["vocabulary_seen"], facts["kept"], cfg.min_count,
+             facts["left_out_below_min_count"], facts["never_seen"])
+    return vectors.counts, facts
+
+
 def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
+                 occurrences: np.ndarray | None = None,
                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Token table with x, y for the selected rows, and what the manifest should record."""
+    """Token table with x, y for the selected rows, and what the manifest should record.
+
+    With ``occurrences`` (contextual vectors), tokens seen fewer than ``min_count`` times are
+    left out before the token selection applies.
+    """
     with stages.stage("tokens"):
         table = tokens.build_table(emb.tokenizer, emb.matrix.shape[0])
+        if occurrences is not None:
+            table["occurrences"] = occurrences
+            table = table[occurrences >= config.contextual.min_count]
         rows, selection = select.select(table, config.tokens)
-        table = table.iloc[rows].reset_index(drop=True)
+        rows = table.index.to_numpy()[rows]  # positions → vocabulary rows
+        table = table.loc[rows].reset_index(drop=True)
     log.info("%s: %d of %d tokens selected (%s), %d dims", emb.label, len(rows),
              emb.matrix.shape[0], selection["rule"], emb.matrix.shape[1])
     backend, why = reduce.choose(config.layout.backend)
@@ -71,6 +102,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
     table["y"] = layout.coords[:, 1]
     facts = {
         "model": {"id": emb.model_id, "path": emb.path, "revision": emb.revision,
+                  "embeddings": "contextual" if occurrences is not None else "input",
                   "label": emb.label, "family": table.attrs.get("family", ""),
                   "vocab_size": int(emb.matrix.shape[0]), "dims": int(emb.matrix.shape[1]),
                   "stored_dtype": emb.stored_dtype, "read_by": emb.method,
@@ -97,9 +129,15 @@ def run_model(model: ModelConfig, config: Config) -> Path:
         facts = rundir.read_json(folder / "facts.json")
         reused = True
     else:
+        if model.embeddings == "contextual":
+            contextual.check_corpus(config.contextual)
         with stages.stage("load"):
             emb = source.load(model)
-        table, facts = layout_model(emb, config, stages)
+        counts, ctx = (contextualise(emb, config, stages) if model.embeddings == "contextual"
+                       else (None, None))
+        table, facts = layout_model(emb, config, stages, counts)
+        if ctx:
+            facts["contextual"] = ctx
         del emb
         facts["layout_seconds"] = dict(stages.seconds)
         rundir.write_parquet(layout_path, table)

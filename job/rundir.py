@@ -41,6 +41,8 @@ def run_key(model: ModelConfig, config: Config) -> str:
     """A short hash of everything that decides the layout."""
     decided = {"model": model.id, "revision": model.revision,
                "tokens": asdict(config.tokens), "layout": asdict(config.layout)}
+    if model.embeddings == "contextual":
+        decided["contextual"] = asdict(config.contextual)
     blob = json.dumps(decided, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -52,7 +54,8 @@ def model_label(model: ModelConfig) -> str:
 
 
 def run_dir(model: ModelConfig, config: Config) -> Path:
-    return Path(config.output.dir) / f"{model_label(model)}-{run_key(model, config)}"
+    kind = "-contextual" if model.embeddings == "contextual" else ""
+    return Path(config.output.dir) / f"{model_label(model)}{kind}-{run_key(model, config)}"
 
 
 def is_complete(folder: Path) -> bool:
