@@ -1,0 +1,151 @@
+"""Run directories as the comparison sees them: finished runs, failed runs, token keys, vectors.
+
+A run directory is finished when it holds ``layout.parquet`` and ``manifest.json`` (the
+pipeline writes the manifest last). Anything else — an empty folder left by a model that
+failed to load, a folder that was never made — is a failed run, named with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from job import rundir
+from job.config import Config, ModelConfig
+from job.knn import l2_normalise
+
+log = logging.getLogger(__name__)
+
+# Categories left out of the shared-token match: specials ([CLS], <|endoftext|>) mean
+# different things per model, and byte pieces are not text.
+SKIPPED_CATEGORIES = ("special", "byte")
+
+
+class CompareError(ValueError):
+    """The comparison cannot run as asked; the message says why and what to do."""
+
+
+@dataclass
+class Run:
+    """One finished run directory."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    table: pd.DataFrame  # the layout, plus ``key`` for shared-token matching
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # key -> original row
+    vectors_error: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.folder.name.rsplit("-", 1)[0] if "-" in self.folder.name else self.folder.name
+
+    @property
+    def family(self) -> str:
+        return str(self.manifest.get("model", {}).get("family", ""))
+
+    @property
+    def metric(self) -> str:
+        return str(self.manifest.get("config", {}).get("layout", {}).get("metric", "cosine"))
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A run directory that holds no finished layout."""
+
+    folder: Path
+    reason: str
+
+
+def token_keys(table: pd.DataFrame) -> pd.Series:
+    """The matching key of each row: display text plus word-start flag ("▁the" = "Ġthe" =
+    "the" at a word start; "##ing" = "ing" inside a word), or None for specials and bytes.
+
+    Case is kept: an uncased vocabulary (bert-base-uncased) then shares only its lower-case
+    forms with cased ones, instead of one arbitrary pick among "The"/"the"/"THE".
+    """
+    keep = ~table["category"].astype(str).isin(SKIPPED_CATEGORIES)
+    marker = np.where(table["word_start"].to_numpy(dtype=bool), "▁", "")
+    keys = pd.Series(marker, index=table.index, dtype=object) + table["display"].astype(str)
+    return keys.where(keep, None)
+
+
+def error_from_log(path: Path) -> str:
+    """The last ``vocabmap: error:`` (or Python exception) line of a task's log, if any."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        if line.startswith("vocabmap: error:") or re.match(r"^\w+(Error|Exception): ", line):
+            return line.strip()
+    return ""
+
+
+def load(folder: Path, log_file: Path | None = None) -> Run | Failed:
+    """A finished :class:`Run`, or :class:`Failed` saying why not."""
+    folder = Path(folder)
+    hint = error_from_log(log_file) if log_file else ""
+    if not folder.is_dir():
+        return Failed(folder, hint or "no run directory (the model's job did not start it)")
+    if not rundir.is_complete(folder):
+        return Failed(folder, hint or "did not finish (no manifest.json); see the job's log")
+    table = pd.read_parquet(folder / rundir.LAYOUT)
+    table["key"] = token_keys(table)
+    return Run(folder, rundir.read_json(folder / rundir.MANIFEST), table)
+
+
+def planned(config: Config) -> list[Path]:
+    """The run directories a config's models write; two models may not share one."""
+    folders = [rundir.run_dir(m, config) for m in config.models]
+    seen: dict[Path, int] = {}
+    for i, folder in enumerate(folders):
+        if folder in seen:
+            raise CompareError(f"models[{seen[folder]}] and models[{i}] write the same run "
+                               f"directory {folder}; remove the duplicate or give a different "
+                               "revision")
+        seen[folder] = i
+    return folders
+
+
+def output_dir(folders: list[Path]) -> Path:
+    """``compare-<12 hex>`` next to the runs, keyed by the set of run directory names."""
+    names = sorted(Path(f).name for f in folders)
+    key = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+    return Path(folders[0]).parent / f"compare-{key}"
+
+
+def load_vectors(run: Run, keys: set[str]) -> None:
+    """The original embedding rows of ``keys`` (row-normalised for the cosine metric).
+
+    The matrix is read again from the model folder recorded in the manifest (the
+    safetensors path reads only the embedding tensor); only the needed rows are kept.
+    """
+    from job import source
+
+    path = run.manifest.get("model", {}).get("path", "")
+    try:
+        emb = source.load(ModelConfig(id=path))
+    except (source.SourceError, OSError) as err:
+        run.vectors_error = f"could not re-read {path}: {err}"
+        log.warning("%s: %s", run.label, run.vectors_error)
+        return
+    expected = run.manifest.get("model", {}).get("vocab_size")
+    if expected and emb.matrix.shape[0] != expected:
+        run.vectors_error = (f"{path} now has {emb.matrix.shape[0]} rows, the run had "
+                             f"{expected}; the model files changed since the run")
+        log.warning("%s: %s", run.label, run.vectors_error)
+        return
+    rows = run.table.dropna(subset=["key"]).drop_duplicates("key")
+    rows = rows[rows["key"].isin(keys)]
+    matrix = np.ascontiguousarray(emb.matrix[rows["token_id"].to_numpy()], dtype=np.float32)
+    del emb
+    if run.metric == "cosine":
+        matrix = l2_normalise(matrix)
+    run.vectors = dict(zip(rows["key"], matrix, strict=True))
