@@ -18,11 +18,12 @@ USER_ERRORS: tuple[type[Exception], ...] = (config_mod.ConfigError,)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from job.compare import CompareError
     from job.reduce import BackendError
     from job.render.zooms import ZoomError
     from job.source import SourceError
 
-    return USER_ERRORS + (SourceError, BackendError, ZoomError)
+    return USER_ERRORS + (SourceError, BackendError, ZoomError, CompareError)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -80,6 +81,37 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare run directories (given, or the ones a config's models write)."""
+    from job import compare
+
+    folders = [Path(f) for f in args.run_dirs]
+    logs: list[Path | None] = [None] * len(folders)
+    if args.config:
+        cfg = config_mod.with_overrides(config_mod.load(args.config), out=args.runs)
+        planned = compare.planned(cfg)
+        if args.logs:
+            logs += [Path(args.logs.format(index=i)) for i in range(len(planned))]
+        else:
+            logs += [None] * len(planned)
+        folders += planned
+    if args.dry_run:
+        if not folders:
+            raise compare.CompareError("no run directories given; pass them or --config")
+        for folder in folders:
+            print(folder)
+        print(Path(args.out) if args.out else compare.output_dir(folders))
+        return 0
+    result = compare.compare(folders, Path(args.out) if args.out else None,
+                             anchors=args.anchor, k=args.k, sample=args.sample,
+                             color_by=args.color_by, log_files=logs)
+    for failed in result["failed"]:
+        print(f"vocabmap: not compared: {failed['run_dir']}: {failed['reason']}",
+              file=sys.stderr)
+    print(result["out"])
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vocabmap", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -99,6 +131,23 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config; print its number of models")
     check.add_argument("config")
     check.set_defaults(func=cmd_check)
+    cmp = sub.add_parser("compare", help="compare the maps of several runs")
+    cmp.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="finished run directories")
+    cmp.add_argument("--config", help="also compare every model of this config (its run "
+                     "directories; a missing or unfinished one is reported as failed)")
+    cmp.add_argument("--runs", help="with --config: the output.dir the runs went to")
+    cmp.add_argument("--out", help="output folder (default: compare-<key> next to the runs)")
+    cmp.add_argument("--anchor", action="append", help="anchor token for the side-by-side "
+                     "zooms (repeatable; default: the first run's anchor zooms)")
+    cmp.add_argument("--k", type=int, default=10, help="neighbours compared per token")
+    cmp.add_argument("--sample", type=int, default=2000, help="shared tokens sampled as "
+                     "queries for the neighbour overlap")
+    cmp.add_argument("--color-by", default="category", help="token-table column to colour by")
+    cmp.add_argument("--logs", help="with --config: log file of model INDEX, as a pattern "
+                     "with {index}, to quote a failed model's error")
+    cmp.add_argument("--dry-run", action="store_true", help="print the run directories and "
+                     "the output folder, then stop")
+    cmp.set_defaults(func=cmd_compare)
     return p
 
 
