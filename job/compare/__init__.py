@@ -25,7 +25,7 @@ __all__ = ["CompareError", "compare", "output_dir", "planned"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ANCHORS = ("1990", "japan", "king")
+DEFAULT_ANCHORS = ("1990", "Japan", "king", "日本")
 
 
 def _shared(a: Run, b: Run) -> list[str]:

@@ -94,6 +94,17 @@ def _missing(size: int, text: str, font_size: int) -> Image.Image:
     return img
 
 
+def find_anchor(table: pd.DataFrame, text: str) -> int | None:
+    """Row of ``text``, else of its lower-case or capitalised form (an uncased vocabulary
+    has "japan" where a cased one has "Japan"); None when the model has none of them."""
+    for form in dict.fromkeys((text, text.lower(), text.capitalize())):
+        try:
+            return zooms.find_anchor(table, form)
+        except zooms.ZoomError:
+            continue
+    return None
+
+
 def anchor_row(tables: list[pd.DataFrame], titles: list[str], anchor: str,
                cfg: RenderConfig, neighbours: int = 60) -> tuple[Image.Image, list[list[str]]]:
     """One zoom around ``anchor`` per model, side by side; also each model's nearest labels.
@@ -105,9 +116,8 @@ def anchor_row(tables: list[pd.DataFrame], titles: list[str], anchor: str,
     panels, nearest = [], []
     for table, title in zip(tables, titles, strict=True):
         frame = _with_levels(table, cfg.color_by, levels)
-        try:
-            row = zooms.find_anchor(frame, anchor)
-        except zooms.ZoomError:
+        row = find_anchor(frame, anchor)
+        if row is None:
             panels.append(_titled(_missing(cfg.zoom_width, f"{anchor!r}: not a token here",
                                            cfg.font_size), title, cfg.font_size))
             nearest.append([])

@@ -70,10 +70,11 @@ def token_keys(table: pd.DataFrame) -> pd.Series:
     Case is kept: an uncased vocabulary (bert-base-uncased) then shares only its lower-case
     forms with cased ones, instead of one arbitrary pick among "The"/"the"/"THE".
     """
-    keep = ~table["category"].astype(str).isin(SKIPPED_CATEGORIES)
-    marker = np.where(table["word_start"].to_numpy(dtype=bool), "▁", "")
-    keys = pd.Series(marker, index=table.index, dtype=object) + table["display"].astype(str)
-    return keys.where(keep, None)
+    keep = ~table["category"].astype(str).isin(SKIPPED_CATEGORIES).to_numpy()
+    starts = table["word_start"].to_numpy(dtype=bool)
+    keys = [("▁" if start else "") + str(text) if ok else None
+            for text, start, ok in zip(table["display"], starts, keep, strict=True)]
+    return pd.Series(keys, index=table.index, dtype=object)
 
 
 def error_from_log(path: Path) -> str:

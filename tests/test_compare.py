@@ -1,0 +1,165 @@
+"""`python -m job compare`: token matching, the measures, and a comparison of real tiny runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy.spatial import procrustes as scipy_procrustes
+
+from job import cli, pipeline
+from job.compare import metrics
+from job.compare.runs import token_keys
+from job.config import load
+
+TOML = """
+[[models]]
+id = "{model}"
+[[models]]
+id = "{model}"
+name = "tiny-bert-again"
+[layout]
+perplexity = 5
+early_exaggeration_iter = 50
+n_iter = 100
+seed = {seed}
+[quality]
+sample = 50
+[render]
+width = 200
+height = 200
+zoom_width = 200
+zoom_height = 200
+auto_zooms = 0
+[output]
+dir = "{out}"
+"""
+
+
+def test_keys_match_word_start_markers_across_families() -> None:
+    # what tokens.split_token gives for "##ing" (WordPiece), "Ġthe" (byte-level BPE),
+    # "▁the" (SentencePiece), "ing" inside a word, "[CLS]" and a byte piece
+    table = pd.DataFrame({
+        "display": ["ing", "the", "the", "ing", "[CLS]", "<0xE3>", "The"],
+        "word_start": [False, True, True, False, True, False, True],
+        "category": ["continuation", "word", "word", "continuation", "special", "byte",
+                     "word"],
+    })
+    keys = token_keys(table).tolist()
+    assert keys[0] == keys[3] == "ing"
+    assert keys[1] == keys[2] == "▁the"
+    assert keys[4] is None and keys[5] is None  # specials and bytes are never matched
+    assert keys[6] == "▁The"  # case is kept
+
+
+def test_procrustes_matches_scipy_and_undoes_a_similarity() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(80, 2))
+    angle = 0.8
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moving = (ref @ rot) * 4.0 + [3.0, -2.0]
+    moving[:, 0] *= -1  # a reflection too
+    fit = metrics.procrustes(ref, moving)
+    assert fit.disparity < 1e-12
+    assert np.allclose(fit.apply(moving), ref)
+    noisy = moving + rng.normal(scale=0.5, size=moving.shape)
+    assert metrics.procrustes(ref, noisy).disparity == pytest.approx(
+        scipy_procrustes(ref, noisy)[2], rel=1e-9)
+
+
+def test_neighbour_overlap_is_one_for_the_same_space_and_near_chance_for_noise() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(400, 16)).astype(np.float32)
+    same = metrics.neighbour_overlap(a, a * 3.0, k=10, sample=100)
+    assert same is not None and same["overlap"] == 1.0 and same["sample"] == 100
+    other = metrics.neighbour_overlap(a, rng.normal(size=(400, 16)), k=10, sample=400)
+    assert other is not None and other["overlap"] < 0.1
+    assert other["chance"] == pytest.approx(10 / 399, abs=1e-4)
+    assert metrics.neighbour_overlap(a[:8], a[:8], k=10) is None
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path) -> tuple[Path, ...]:
+    """The tiny BERT mapped once, and a copy of that run with its map rotated, scaled and
+    jittered (same model, so the same original vectors; a different but related map)."""
+    out = tmp_path_factory.mktemp("cmp")
+    path = out / "tiny.toml"
+    path.write_text(TOML.format(model=bert_dir, seed=1, out=out / "runs"))
+    cfg = load(path)
+    first = pipeline.run_model(cfg.models[0], cfg)
+    second = first.parent / "tiny-bert-again-0123456789ab"
+    shutil.copytree(first, second)
+    table = pd.read_parquet(second / "layout.parquet")
+    xy = table[["x", "y"]].to_numpy()
+    rot = np.array([[0.0, -1.0], [1.0, 0.0]])
+    noise = np.random.default_rng(0).normal(scale=0.15 * xy.std(), size=xy.shape)
+    table[["x", "y"]] = (xy @ rot) * 2.5 + 7.0 + noise
+    table.to_parquet(second / "layout.parquet", index=False)
+    return first, second
+
+
+def test_compare_same_model_two_layouts(two_runs: tuple[Path, ...], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    broken = two_runs[0].parent / "broken-000000000000"
+    broken.mkdir(exist_ok=True)  # what a model that failed to load leaves behind
+    out = tmp_path / "cmp"
+    code = cli.main(["compare", *map(str, two_runs), str(broken), "--out", str(out),
+                     "--anchor", "monday", "--anchor", "Tokyo", "--anchor", "nosuchtoken"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines()[-1] == str(out)
+    assert f"not compared: {broken}" in captured.err
+    result = json.loads((out / "compare.json").read_text())
+    assert [r["label"] for r in result["runs"]] == ["tiny-bert", "tiny-bert-again"]
+    assert result["failed"][0]["run_dir"] == str(broken)
+    (pair,) = result["pairs"]
+    table = pd.read_parquet(two_runs[0] / "layout.parquet")
+    matchable = (~table["category"].astype(str).isin(["special", "byte"])).sum()
+    assert pair["shared"] == matchable and pair["share_a"] == 1.0
+    # same vectors: identical neighbours in the original space; the two maps differ
+    assert pair["knn_original"]["overlap"] == 1.0
+    assert pair["knn_map"]["chance"] < pair["knn_map"]["overlap"] < 1.0
+    assert 0.0 < pair["procrustes_disparity"] < 0.1  # a rotated, scaled, jittered copy
+    assert result["runs"][1]["disparity_to_first"] == pair["procrustes_disparity"]
+    # anchors: found (also via case: "Tokyo" -> "tokyo"), or drawn as missing
+    nearest = {a["anchor"]: a["nearest"] for a in result["anchors"]}
+    assert len(nearest["monday"]["tiny-bert"]) == 10
+    assert nearest["Tokyo"]["tiny-bert-again"] and nearest["nosuchtoken"]["tiny-bert"] == []
+    md = (out / "compare.md").read_text()
+    assert "| tiny-bert | tiny-bert-again | " in md and "broken-000000000000" in md
+    assert "<table>" in (out / "compare.html").read_text()
+    grid = Image.open(out / "grid.png")
+    assert grid.width > 2 * 600  # two panels side by side
+    pixels = np.asarray(grid.convert("L"))
+    assert (pixels < 200).mean() > 0.001  # points were drawn
+    assert sorted(p.name for p in out.glob("anchor_*.png")) == [
+        "anchor_1.png", "anchor_2.png", "anchor_3.png"]
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_compare_needs_two_finished_runs(two_runs: tuple[Path, ...], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["compare", str(two_runs[0]), str(tmp_path / "missing-123456789abc")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "need at least two finished runs" in err and "missing-123456789abc" in err
+
+
+def test_plan_from_config_and_duplicate_models(tmp_path: Path, bert_dir: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(TOML.format(model=bert_dir, seed=1, out=tmp_path / "runs"))
+    assert cli.main(["compare", "--config", str(path), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.split()
+    assert [Path(p).name.rsplit("-", 1)[0] for p in lines] == [
+        "tiny-bert", "tiny-bert-again", "compare"]
+    dup = tmp_path / "dup.toml"
+    dup.write_text(path.read_text().replace('name = "tiny-bert-again"\n', ""))
+    assert cli.main(["compare", "--config", str(dup), "--dry-run"]) == 2
+    assert "write the same run directory" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "runs", ignore_errors=True)
