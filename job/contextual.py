@@ -95,15 +95,25 @@ def _read(path: Path, column: str) -> Iterator[str]:
                 yield line.rstrip("\n")
 
 
-def _batches(texts: Iterator[str], size: int) -> Iterator[list[str]]:
-    batch: list[str] = []
+def _batches(texts: Iterator[str], size: int, pool: int = 16) -> Iterator[list[str]]:
+    """Batches of ``size`` texts of similar length, so little compute goes to padding.
+
+    Texts are read ``size × pool`` at a time, sorted by length within that window, and cut
+    into batches: memory stays bounded however long the stream.
+    """
+    window: list[str] = []
+
+    def flush() -> Iterator[list[str]]:
+        window.sort(key=len)
+        for i in range(0, len(window), size):
+            yield window[i:i + size]
+        window.clear()
+
     for text in texts:
-        batch.append(text)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        window.append(text)
+        if len(window) == size * pool:
+            yield from flush()
+    yield from flush()
 
 
 def pick_device(wanted: str) -> str:
