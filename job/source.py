@@ -1,9 +1,14 @@
 """Model spec → :class:`Embeddings`: the full input-embedding matrix as float32, plus its tokenizer.
 
+Sources: a Hugging Face id (with an optional revision; ``HF_HOME`` / ``HF_HUB_CACHE`` and
+``HF_HUB_OFFLINE`` are read when the job runs), a local folder written by ``save_pretrained``,
+or the embedded default.
+
 The matrix is read straight from safetensors when the weights are stored that way (one file
-or sharded with ``model.safetensors.index.json``): only the embedding tensor is touched, so
-peak memory stays near the size of that matrix whatever the model's size. Other checkpoints
-fall back to ``AutoModel.from_pretrained(...).get_input_embeddings()``.
+or sharded with ``model.safetensors.index.json``): only the embedding tensor, and only its rows
+that the tokenizer uses, are read, so peak memory stays near the size of that matrix whatever
+the model's size. Other checkpoints (``pytorch_model.bin``) fall back to
+``AutoModel.from_pretrained(...).get_input_embeddings()``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ from job.config import EMBEDDED_DEFAULT, ModelConfig
 log = logging.getLogger(__name__)
 
 # Files a layout needs from a hub repository besides the weights.
-_META_PATTERNS = ["*.json", "*.txt", "*.model", "*.spm", "*.tiktoken", "merges.txt", "vocab*"]
+_META_PATTERNS = ["*.json", "*.txt", "*.model", "*.spm", "*.tiktoken", "vocab*"]
+_INDEX = "model.safetensors.index.json"
+_SINGLE = "model.safetensors"
+# Checkpoint names of the input embedding in common architectures, tried after the one the
+# architecture itself reports.
+_KNOWN_NAMES = ("embed_tokens.weight", "word_embeddings.weight", "wte.weight", "embed_in.weight",
+                "tok_embeddings.weight", "shared.weight", "wte.embedding.weight")
 
 
 class SourceError(RuntimeError):
@@ -33,7 +44,7 @@ class SourceError(RuntimeError):
 class Embeddings:
     """The input-embedding matrix of one model, rows aligned with token ids."""
 
-    matrix: np.ndarray  # (V, d) float32
+    matrix: np.ndarray  # (V, d) float32, V = the tokenizer's ids
     tokenizer: Any  # a transformers PreTrainedTokenizerBase
     model_id: str
     path: str  # local folder the files came from
@@ -48,8 +59,21 @@ class Embeddings:
         return self.model_id.removeprefix("embedded:").rstrip("/").split("/")[-1]
 
 
+def _env_on(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_cache() -> Path:
+    """The hub cache the job reads, from the environment at call time (as huggingface_hub)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
 def resolve(spec: ModelConfig) -> tuple[Path, str]:
-    """Find the model's local folder (downloading metadata from the hub if allowed).
+    """Find the model's local folder (downloading from the hub if allowed).
 
     Returns the folder and the revision read ("" for local folders).
     """
@@ -71,47 +95,76 @@ def resolve(spec: ModelConfig) -> tuple[Path, str]:
     return _from_hub(spec.id, spec.revision or None)
 
 
+def _download_hint(repo_id: str, revision: str | None) -> str:
+    rev = f" --revision {revision}" if revision else ""
+    return (f"pre-download it on a machine with network (e.g. a cluster login node) into the "
+            f"same cache: `HF_HUB_CACHE={hub_cache()} hf download {repo_id}{rev}`, then run "
+            f"with HF_HUB_OFFLINE=1")
+
+
 def _from_hub(repo_id: str, revision: str | None) -> tuple[Path, str]:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-    hint = (f"pre-download it where there is network (e.g. on a login node): "
-            f"`hf download {repo_id}{' --revision ' + revision if revision else ''}` "
-            f"with the same HF_HOME ({os.environ.get('HF_HOME', '~/.cache/huggingface')})")
+    offline = _env_on("HF_HUB_OFFLINE")
+    why = "HF_HUB_OFFLINE=1 is set" if offline else "the hub is unreachable"
+    where = f"{repo_id!r}" + (f" at revision {revision!r}" if revision else "")
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_META_PATTERNS,
+        folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=hub_cache(),
+                                        allow_patterns=_META_PATTERNS,
                                         local_files_only=offline))
     except LocalEntryNotFoundError:
-        raise SourceError(f"model {repo_id!r} is not in the local Hugging Face cache and "
-                          f"{'HF_HUB_OFFLINE=1 is set' if offline else 'the hub is unreachable'};"
-                          f" {hint}") from None
+        raise SourceError(f"model {where} is not in the Hugging Face cache {hub_cache()} and "
+                          f"{why}; {_download_hint(repo_id, revision)}") from None
+    except GatedRepoError:
+        raise SourceError(f"model {repo_id!r} is gated; accept its licence on the hub and run "
+                          "`hf auth login`, or pre-download it") from None
+    except RevisionNotFoundError:
+        raise SourceError(f"revision {revision!r} of {repo_id!r} not found; give a branch, tag "
+                          "or commit that exists") from None
     except RepositoryNotFoundError:
-        raise SourceError(f"model {repo_id!r} not found on the hub (or it is gated); check the"
-                          " id, or run `hf auth login` for a gated model") from None
+        raise SourceError(f"model {repo_id!r} not found on the hub (or it is private); check the"
+                          " id, or run `hf auth login`") from None
     except Exception as err:  # network errors come in many types
-        raise SourceError(f"could not fetch {repo_id!r} ({type(err).__name__}: {err}); "
-                          f"{hint}") from None
-    weights = _download_weights(repo_id, revision, folder, offline)
-    return weights or folder, folder.name
+        raise SourceError(f"could not fetch {repo_id!r} ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0] if str(err) else ''}); "
+                          f"{_download_hint(repo_id, revision)}") from None
+    _download_weights(repo_id, revision, folder, offline)
+    return folder, folder.name  # snapshot folders are named after the commit
 
 
-def _download_weights(repo_id: str, revision: str | None, folder: Path, offline: bool) -> Path:
-    """Fetch only the weight file(s) holding the input embeddings."""
+def _download_weights(repo_id: str, revision: str | None, folder: Path, offline: bool) -> None:
+    """Fetch only the weight file holding the input embeddings (or the .bin fallback)."""
     from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        name = _embedding_tensor_name(folder, list(json.loads(index.read_text())["weight_map"]))
-        shard = json.loads(index.read_text())["weight_map"][name]
-        hf_hub_download(repo_id, shard, revision=revision, local_files_only=offline)
-        return folder
+    def fetch(filename: str) -> None:
+        hf_hub_download(repo_id, filename, revision=revision, cache_dir=hub_cache(),
+                        local_files_only=offline)
+
     try:
-        hf_hub_download(repo_id, "model.safetensors", revision=revision, local_files_only=offline)
-    except Exception:  # no safetensors: take the PyTorch weights for the AutoModel fallback
-        snapshot_download(repo_id, revision=revision, local_files_only=offline,
-                          allow_patterns=["*.bin", "*.bin.index.json"])
-    return folder
+        index = folder / _INDEX
+        if index.is_file():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            fetch(weight_map[_embedding_tensor_name(folder, list(weight_map))])
+            return
+        try:
+            fetch(_SINGLE)
+        except LocalEntryNotFoundError:
+            raise
+        except EntryNotFoundError:  # no safetensors in the repo: PyTorch weights instead
+            snapshot_download(repo_id, revision=revision, cache_dir=hub_cache(),
+                              local_files_only=offline,
+                              allow_patterns=["pytorch_model*.bin", "*.bin.index.json"])
+    except LocalEntryNotFoundError:
+        raise SourceError(f"the weights of {repo_id!r} are not in the Hugging Face cache "
+                          f"{hub_cache()} (only its metadata is) and HF_HUB_OFFLINE=1 is set; "
+                          f"{_download_hint(repo_id, revision)}") from None
 
 
 def _embedding_tensor_name(folder: Path, names: list[str]) -> str:
@@ -119,24 +172,23 @@ def _embedding_tensor_name(folder: Path, names: list[str]) -> str:
 
     The architecture tells which module is the input embedding: instantiate it on the meta
     device (no memory), ask ``get_input_embeddings()`` for its parameter name, and find the
-    checkpoint key that ends with it (checkpoints may carry a prefix like ``bert.``).
+    checkpoint key that ends with it (checkpoints may carry a prefix like ``bert.`` or
+    ``model.``). Unknown architectures fall back to the usual names.
     """
-    import torch
-    from transformers import AutoConfig, AutoModel
-
     candidates: list[str] = []
     try:
+        import torch
+        from transformers import AutoConfig, AutoModel
+
         config = AutoConfig.from_pretrained(folder)
         with torch.device("meta"):
             model = AutoModel.from_config(config)
-        emb = model.get_input_embeddings()
-        for pname, param in model.named_parameters():
-            if param is emb.weight:
-                candidates.append(pname)
-    except Exception as err:  # unknown architecture: fall back to the usual names
+        weight = model.get_input_embeddings().weight
+        candidates = [n for n, p in model.named_parameters(remove_duplicate=False)
+                      if p is weight]
+    except Exception as err:  # unknown or custom architecture
         log.debug("meta instantiation failed (%s); using known names", err)
-    candidates += ["embed_tokens.weight", "word_embeddings.weight", "wte.weight",
-                   "embed_in.weight", "tok_embeddings.weight", "shared.weight"]
+    candidates += [n for n in _KNOWN_NAMES if n not in candidates]
     for cand in candidates:
         for key in sorted(names, key=len):
             if key == cand or key.endswith("." + cand):
@@ -145,78 +197,108 @@ def _embedding_tensor_name(folder: Path, names: list[str]) -> str:
                       "expected a name ending in one of: " + ", ".join(candidates))
 
 
-def _read_safetensors(folder: Path) -> tuple[np.ndarray, str, str] | None:
-    """(matrix float32, stored dtype, tensor name), or None when there are no safetensors."""
+def _read_safetensors(folder: Path, n_rows: int) -> tuple[np.ndarray, int, str, str] | None:
+    """(first ``n_rows`` rows as float32, stored rows, stored dtype, tensor name), or None
+    when the folder has no safetensors weights."""
     from safetensors import safe_open
 
-    index = folder / "model.safetensors.index.json"
+    index = folder / _INDEX
     if index.is_file():
         weight_map = json.loads(index.read_text())["weight_map"]
         name = _embedding_tensor_name(folder, list(weight_map))
         file = folder / weight_map[name]
-    elif (folder / "model.safetensors").is_file():
-        file = folder / "model.safetensors"
+    elif (folder / _SINGLE).is_file():
+        file = folder / _SINGLE
         with safe_open(file, framework="pt") as f:
             name = _embedding_tensor_name(folder, list(f.keys()))
     else:
         return None
     with safe_open(file, framework="pt") as f:
-        tensor = f.get_tensor(name)
+        part = f.get_slice(name)
+        stored = int(part.get_shape()[0])
+        tensor = part[: min(n_rows, stored)]  # only the rows the tokenizer uses
     dtype = str(tensor.dtype)
-    matrix = tensor.float().numpy() if tensor.dtype != _float32() else tensor.numpy()
-    del tensor
-    return np.ascontiguousarray(matrix), dtype, name
+    return _to_float32(tensor), stored, dtype, name
 
 
-def _float32() -> Any:
+def _to_float32(tensor: Any) -> np.ndarray:
+    """A float32 numpy matrix; bf16 / fp16 are converted once, float32 is not copied."""
     import torch
 
-    return torch.float32
+    if tensor.dtype != torch.float32:
+        tensor = tensor.to(torch.float32)
+    return np.ascontiguousarray(tensor.numpy())
 
 
-def _read_automodel(folder: Path) -> tuple[np.ndarray, str, str]:
+def _read_automodel(folder: Path, n_rows: int) -> tuple[np.ndarray, int, str, str]:
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(folder)
     weight = model.get_input_embeddings().weight.detach()
-    dtype = str(weight.dtype)
-    matrix = weight.float().numpy().copy()
+    stored, dtype = int(weight.shape[0]), str(weight.dtype)
+    matrix = _to_float32(weight[:n_rows]).copy()  # own the rows; free the model
     del model, weight
-    return matrix, dtype, "get_input_embeddings()"
+    return matrix, stored, dtype, "get_input_embeddings()"
+
+
+def _tokenizer_settings(folder: Path) -> dict[str, Any]:
+    path = folder / "tokenizer_config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def load_tokenizer(folder: Path) -> Any:
+    """``AutoTokenizer`` for the folder, with the cl-tohoku v1 MeCab dictionary kept right.
+
+    bert-base-japanese(-whole-word-masking) and the other v1 models were saved without
+    ``mecab_kwargs`` when ipadic was the default; transformers 5 defaults to unidic-lite, so
+    such folders are loaded with ``mecab_kwargs={"mecab_dic": "ipadic"}``.
+    """
     from transformers import AutoTokenizer
 
+    kwargs: dict[str, Any] = {}
+    settings = _tokenizer_settings(folder)
+    if settings.get("word_tokenizer_type") == "mecab" and not settings.get("mecab_kwargs"):
+        kwargs["mecab_kwargs"] = {"mecab_dic": "ipadic"}
+        log.info("MeCab tokenizer saved without mecab_kwargs: using ipadic, as it was saved")
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        return AutoTokenizer.from_pretrained(folder, **kwargs)
     except Exception as err:
-        raise SourceError(f"could not load the tokenizer from {folder}: {type(err).__name__}: "
-                          f"{err}".splitlines()[0]) from None
+        first = f"{type(err).__name__}: {err}".strip().splitlines()[0]
+        raise SourceError(f"could not load the tokenizer from {folder}: {first}") from None
+
+
+def tokenizer_rows(tokenizer: Any) -> int:
+    """How many embedding rows the tokenizer addresses: its largest id + 1 (added tokens
+    included)."""
+    return max(tokenizer.get_vocab().values()) + 1
 
 
 def load(spec: ModelConfig) -> Embeddings:
     """Read the full input-embedding matrix and the tokenizer of one model."""
     folder, revision = resolve(spec)
     tokenizer = load_tokenizer(folder)
-    read = _read_safetensors(folder)
+    n_rows = tokenizer_rows(tokenizer)
+    read = _read_safetensors(folder, n_rows)
     method = "safetensors"
     if read is None:
         method = "automodel"
         try:
-            read = _read_automodel(folder)
+            read = _read_automodel(folder, n_rows)
         except Exception as err:
-            raise SourceError(f"could not load the model weights from {folder}: "
-                              f"{type(err).__name__}: {err}".splitlines()[0]) from None
-    matrix, dtype, name = read
-    vocab_size = max(tokenizer.get_vocab().values()) + 1
-    if vocab_size > matrix.shape[0]:
-        raise SourceError(f"the tokenizer has {vocab_size} ids but the embedding matrix only "
-                          f"{matrix.shape[0]} rows; tokenizer and weights do not belong together")
-    padding = matrix.shape[0] - vocab_size
+            first = f"{type(err).__name__}: {err}".strip().splitlines()[0]
+            raise SourceError(f"could not load the model weights from {folder}: {first}") from None
+    matrix, stored, dtype, name = read
+    if n_rows > stored:
+        raise SourceError(f"the tokenizer has {n_rows} ids but the embedding matrix "
+                          f"{name!r} only {stored} rows; tokenizer and weights in {folder} do "
+                          "not belong together")
+    padding = stored - n_rows
     if padding:
-        log.info("dropping %d padding rows beyond the tokenizer's %d ids", padding, vocab_size)
-        matrix = np.ascontiguousarray(matrix[:vocab_size])
+        log.info("dropped %d padding rows beyond the tokenizer's %d ids", padding, n_rows)
+    log.info("read %s %s (%s, %d x %d) via %s", folder.name, name, dtype, *matrix.shape, method)
     return Embeddings(matrix=matrix, tokenizer=tokenizer, model_id=spec.id, path=str(folder),
                       revision=revision or spec.revision, stored_dtype=dtype, method=method,
                       tensor_name=name, padding_rows=padding)

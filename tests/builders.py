@@ -37,3 +37,214 @@ def tiny_bert(folder: Path, extra_tokens: int = 0, hidden: int = 32, seed: int =
                         max_position_embeddings=64)
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+# --- other model families (byte-level BPE, SentencePiece-style, Japanese BERT) -------------
+
+JAPANESE = ["東京に行く。", "日本語を話す。", "こんにちは、世界。", "カタカナで書く。",
+            "走るのが速い。"]
+
+
+def corpus(lines: int = 400, seed: int = 0) -> list[str]:
+    """Generated training text: English words, numbers, punctuation, newlines, and some
+    Japanese, Cyrillic and Korean so byte-level merges cover multibyte UTF-8."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(lines):
+        words = rng.choices(WORDS, k=rng.randint(4, 12))
+        line = " ".join(words).capitalize() + rng.choice([".", ",", "!", "?"])
+        line += f" {rng.choice(['1990', '2024', '100', str(i)])}"
+        if i % 3 == 0:
+            line += " " + rng.choice(JAPANESE)
+        if i % 7 == 0:
+            line += " мир привет 한국어"
+        out.append(line + ("\n" if i % 2 else "\n\n"))
+    return out
+
+
+def _save_model(model: object, folder: Path, dtype: str | None, shard: str | None) -> None:
+    import torch
+
+    if dtype:
+        model = model.to(getattr(torch, dtype))  # type: ignore[attr-defined]
+    kwargs = {"max_shard_size": shard} if shard else {}
+    model.save_pretrained(folder, **kwargs)  # type: ignore[attr-defined]
+
+
+def gpt2_tokenizer(folder: Path, vocab_size: int = 600) -> object:
+    """A GPT-2 style byte-level BPE trained with ``tokenizers``, plus three added tokens:
+    ``<|tool|>`` (special), ``vocabmap`` and ``café`` (plain)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus(), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                                   bos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    fast.add_special_tokens({"additional_special_tokens": ["<|tool|>"]})
+    fast.add_tokens(["vocabmap", "café"])  # plain added tokens are stored as text
+    fast.save_pretrained(folder)
+    return fast
+
+
+def tiny_gpt2(folder: Path, pad_to: int = 64, hidden: int = 32, dtype: str | None = None,
+              shard: str | None = None, seed: int = 0) -> Path:
+    """A random 2-layer GPT-2 (LM head) with a byte-level BPE tokenizer. The embedding matrix
+    is padded up to a multiple of ``pad_to`` rows, as GPT-2 style models often are."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(gpt2_tokenizer(folder))  # type: ignore[arg-type]
+    rows = -(-n // pad_to) * pad_to
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=rows, n_embd=hidden, n_layer=2, n_head=2, n_positions=64,
+                        bos_token_id=0, eos_token_id=0)
+    _save_model(GPT2LMHeadModel(config), folder, dtype, shard)
+    return folder
+
+
+def llama_tokenizer(folder: Path, vocab_size: int = 500) -> object:
+    """A LLaMA/SentencePiece style BPE: ``▁`` word starts (Metaspace) and the 256
+    ``<0x..>`` byte-fallback tokens at ids 3..258, trained with ``tokenizers``."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    metaspace = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = metaspace
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
+                                  limit_alphabet=120)  # rare characters left to byte fallback
+    # no newline in the training text: it reaches the model as the byte token <0x0A>
+    tok.train_from_iterator([line.replace("\n", " ") for line in corpus()], trainer)
+    trained = json.loads(tok.to_str())["model"]
+    vocab = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    vocab += [t for t, _ in sorted(trained["vocab"].items(), key=lambda kv: kv[1])
+              if t not in vocab]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
+    bpe = models.BPE(vocab={t: i for i, t in enumerate(vocab)}, merges=merges,
+                     unk_token="<unk>", byte_fallback=True, fuse_unk=True)
+    final = Tokenizer(bpe)
+    final.pre_tokenizer = metaspace
+    final.decoder = decoders.Sequence([decoders.Metaspace(replacement="▁"),
+                                       decoders.ByteFallback(), decoders.Fuse()])
+    fast = PreTrainedTokenizerFast(tokenizer_object=final, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>")
+    fast.add_special_tokens({"additional_special_tokens": ["<unk>", "<s>", "</s>"]})
+    fast.save_pretrained(folder)
+    return fast
+
+
+def tiny_llama(folder: Path, hidden: int = 32, dtype: str | None = "bfloat16",
+               shard: str | None = "40KB", seed: int = 0) -> Path:
+    """A random 2-layer Llama (LM head, untied) in bf16, saved as sharded safetensors with a
+    ``model.safetensors.index.json``, with a SentencePiece-style byte-fallback tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(llama_tokenizer(folder))  # type: ignore[arg-type]
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=n, hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=64, tie_word_embeddings=False)
+    _save_model(LlamaForCausalLM(config), folder, dtype, shard)
+    return folder
+
+
+JA_VOCAB = ["東京", "日本", "日本語", "語", "##語", "##京", "です", "は", "が", "に", "を", "の",
+            "行く", "走る", "話す", "書く", "速い", "世界", "こんにちは", "カタカナ", "##る",
+            "##く", "##い", "。", "、", "1990", "the", "##ing", "мир", "한국"]
+
+
+def tiny_japanese_bert(folder: Path, dictionary: str = "unidic_lite", hidden: int = 32,
+                       seed: int = 0) -> Path:
+    """A random BERT with a ``BertJapaneseTokenizer`` (MeCab word splitting + WordPiece).
+
+    ``unidic_lite`` is saved as the cl-tohoku v2/v3 models are (``mecab_kwargs`` in
+    tokenizer_config.json); ``ipadic`` is laid out as bert-base-japanese-whole-word-masking
+    on the hub: no ``mecab_kwargs`` and ``tokenizer_class`` only in config.json.
+    """
+    import json
+
+    import torch
+    from transformers import BertConfig, BertJapaneseTokenizer, BertModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + JA_VOCAB
+    vocab += [f"[unused{i}]" for i in range(3)]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    extra: dict[str, object] = {}
+    if dictionary == "ipadic":
+        settings = {"do_lower_case": False, "word_tokenizer_type": "mecab",
+                    "subword_tokenizer_type": "wordpiece", "model_max_length": 512}
+        (folder / "tokenizer_config.json").write_text(json.dumps(settings), encoding="utf-8")
+        extra["tokenizer_class"] = "BertJapaneseTokenizer"
+    else:
+        BertJapaneseTokenizer(str(folder / "vocab.txt"), do_lower_case=False,
+                              word_tokenizer_type="mecab",
+                              mecab_kwargs={"mecab_dic": dictionary}).save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=2 * hidden,
+                        max_position_embeddings=64, **extra)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def bin_copy(source: Path, folder: Path) -> Path:
+    """A copy of a saved model whose weights are only ``pytorch_model.bin`` (transformers 5
+    always writes safetensors, so the state dict is written with ``torch.save``)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("*.safetensors*"))
+    state: dict = {}
+    for file in sorted(source.glob("*.safetensors")):
+        state |= load_file(file)
+    torch.save(state, folder / "pytorch_model.bin")
+    return folder
+
+
+def bin_only(folder: Path) -> Path:
+    """A tiny BERT whose weights are only ``pytorch_model.bin``."""
+    tiny = tiny_bert(folder.with_name(folder.name + "-safetensors"))
+    return bin_copy(tiny, folder)
+
+
+def big_bert(folder: Path, vocab: int = 16000, hidden: int = 1024, intermediate: int = 8192,
+             layers: int = 4) -> Path:
+    """A BERT whose non-embedding part dwarfs its embeddings (defaults: 62.5 MiB of word
+    embeddings, about 390 MiB of weights in all), for the peak-memory check.
+
+    Only the word embeddings are random: the other weights are left uninitialised (fast), as
+    their values do not matter for reading the embeddings."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = wordpiece_vocab()
+    tokens += [f"tok{i}" for i in range(vocab - len(tokens))]
+    BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}).save_pretrained(folder)
+    config = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=16, intermediate_size=intermediate,
+                        max_position_embeddings=64)
+    config.save_pretrained(folder)
+    with torch.device("meta"):
+        shapes = {n: p.shape for n, p in BertModel(config).state_dict().items()}
+    generator = torch.Generator().manual_seed(0)
+    state = {n: torch.empty(shape) for n, shape in shapes.items()}
+    state["embeddings.word_embeddings.weight"] = torch.randn(vocab, hidden, generator=generator)
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder

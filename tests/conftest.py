@@ -28,6 +28,32 @@ def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
 
 
+@pytest.fixture(scope="session")
+def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GPT-2: byte-level BPE, embedding matrix padded to a multiple of 64 rows."""
+    from tests.builders import tiny_gpt2
+
+    return tiny_gpt2(tmp_path_factory.mktemp("models") / "tiny-gpt2")
+
+
+@pytest.fixture(scope="session")
+def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama: SentencePiece-style byte-fallback BPE, bf16 sharded safetensors."""
+    from tests.builders import tiny_llama
+
+    return tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="session", params=["unidic_lite", "ipadic"])
+def japanese_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Japanese BERT (MeCab + WordPiece), saved as cl-tohoku v2/v3 (unidic_lite) or
+    as bert-base-japanese-whole-word-masking (ipadic)."""
+    from tests.builders import tiny_japanese_bert
+
+    folder = tmp_path_factory.mktemp("models") / f"tiny-ja-{request.param}"
+    return tiny_japanese_bert(folder, request.param)
+
+
 FAST_TOML = """
 [model]
 id = "{model}"

@@ -1,0 +1,167 @@
+"""The token table: display text, word starts and categories per tokenizer family, read
+through the real loader from tiny models the tests build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tokenizers import pre_tokenizers
+
+from job import source, tokens
+from job.config import ModelConfig
+
+
+def table_of(folder: Path) -> tuple[pd.DataFrame, source.Embeddings]:
+    emb = source.load(ModelConfig(id=str(folder)))
+    return tokens.build_table(emb.tokenizer, emb.matrix.shape[0]), emb
+
+
+def row(table: pd.DataFrame, token: str) -> pd.Series:
+    hits = table[table["token"] == token]
+    assert len(hits) == 1, f"{token!r} is not in the vocabulary once"
+    return hits.iloc[0]
+
+
+def bytelevel(text: str) -> str:
+    """``text`` as GPT-2 stores it, by the ``tokenizers`` library's own ByteLevel mapping."""
+    pieces = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    return "".join(p for p, _ in pieces.pre_tokenize_str(text))
+
+
+@pytest.mark.parametrize(("raw", "display", "start", "is_byte"), [
+    ("Ġworld", "world", True, False),
+    ("world", "world", False, False),
+    ("Ċ", "↵", False, False),
+    ("ĊĊ", "↵↵", False, False),
+    ("ĠĠĠ", "␣␣␣", True, False),
+    ("Ġ", "␣", True, False),
+    ("ĉ", "⇥", False, False),
+])
+def test_bytelevel_display(raw: str, display: str, start: bool, is_byte: bool) -> None:
+    assert tokens.split_token(raw, "bytelevel") == (display, start, is_byte)
+
+
+def test_bytelevel_multibyte_and_partial_bytes() -> None:
+    assert tokens.split_token(bytelevel(" 東京"), "bytelevel") == ("東京", True, False)
+    assert tokens.split_token(bytelevel("こんにちは"), "bytelevel") == ("こんにちは", False, False)
+    encoded = bytelevel("東")  # three bytes E6 9D B1
+    assert tokens.split_token(encoded[:2], "bytelevel") == ("<0xE6><0x9D>", False, True)
+    assert tokens.split_token("Ġ" + encoded[:1], "bytelevel") == ("<0xE6>", True, True)
+    assert tokens.split_token(encoded[2:] + bytelevel("に"), "bytelevel") == ("<0xB1>に", False,
+                                                                              True)
+
+
+@pytest.mark.parametrize(("raw", "display", "start", "is_byte"), [
+    ("▁world", "world", True, False),
+    ("ing", "ing", False, False),
+    ("▁", "␣", True, False),
+    ("<0x0A>", "↵", False, True),
+    ("<0x41>", "A", False, True),
+    ("<0xE3>", "<0xE3>", False, True),
+    ("▁東京", "東京", True, False),
+])
+def test_sentencepiece_display(raw: str, display: str, start: bool, is_byte: bool) -> None:
+    assert tokens.split_token(raw, "sentencepiece") == (display, start, is_byte)
+
+
+def test_wordpiece_display() -> None:
+    assert tokens.split_token("##ing", "wordpiece") == ("ing", False, False)
+    assert tokens.split_token("hello", "wordpiece") == ("hello", True, False)
+    assert tokens.split_token("##", "wordpiece") == ("##", True, False)
+
+
+@pytest.mark.parametrize(("text", "script"), [
+    ("東京", "kanji"), ("こんにちは", "hiragana"), ("カタカナ", "katakana"), ("한국", "hangul"),
+    ("мир", "cyrillic"), ("ελλάδα", "greek"), ("world", "latin"), ("don't", "latin"),
+    ("1990", "digit"), ("1,000", "digit"), ("!?", "symbol"), ("行く", "mixed"),
+    ("東京タワー", "mixed"), ("2024年", "kanji"), ("ไทย", "other"), ("<0xE3>", "other"),
+    ("<0x93>に", "hiragana"), ("", "empty"), ("ー", "katakana"), ("・", "symbol"),
+])
+def test_script_of(text: str, script: str) -> None:
+    assert tokens.script_of(text) == script
+
+
+def test_wordpiece_bert(bert_dir: Path) -> None:
+    table, _ = table_of(bert_dir)
+    assert table.attrs["family"] == "wordpiece"
+    ing = row(table, "##ing")
+    assert (ing["display"], ing["word_start"], ing["category"]) == ("ing", False, "continuation")
+    assert row(table, "[CLS]")["category"] == "special"
+    assert row(table, "1990")[["category", "script"]].tolist() == ["number", "digit"]
+    assert row(table, "!")["category"] == "punctuation"
+    assert row(table, "king")[["category", "script", "word_start"]].tolist() == ["word", "latin",
+                                                                                   True]
+    assert "pos" not in table  # not a Japanese vocabulary
+
+
+def test_gpt2_bytelevel(gpt2_dir: Path) -> None:
+    table, emb = table_of(gpt2_dir)
+    assert table.attrs["family"] == "bytelevel"
+    assert len(table) == len(emb.tokenizer) == emb.matrix.shape[0]
+    world = row(table, "Ġworld")
+    assert (world["display"], world["word_start"], world["category"], world["script"]) == (
+        "world", True, "word", "latin")
+    assert row(table, "Ċ")[["display", "category"]].tolist() == ["↵", "whitespace"]
+    japanese = table[table["token"].str.contains(bytelevel("東京"), regex=False)]
+    assert len(japanese) and japanese["display"].str.contains("東京").all()
+    assert not table["display"].str.contains("Ġ|\ufffd").any()  # every byte decoded
+    partial = table[table["category"] == "byte"]
+    assert len(partial) and partial["display"].str.contains("<0x", regex=False).all()
+
+
+def test_added_tokens_keep_their_ids(gpt2_dir: Path) -> None:
+    table, emb = table_of(gpt2_dir)
+    ids = emb.tokenizer.get_vocab()
+    tool, plain, cafe = (table.iloc[ids[t]] for t in ("<|tool|>", "vocabmap", "café"))
+    assert (tool["token"], tool["category"]) == ("<|tool|>", "special")
+    assert (plain["token"], plain["display"], plain["category"]) == ("vocabmap", "vocabmap",
+                                                                     "word")
+    assert cafe["display"] == "café"  # stored as text, not as GPT-2 bytes
+    assert row(table, "<|endoftext|>")["category"] == "special"
+
+
+def test_llama_sentencepiece_byte_fallback(llama_dir: Path) -> None:
+    table, emb = table_of(llama_dir)
+    assert table.attrs["family"] == "sentencepiece"
+    world = row(table, "▁world")
+    assert (world["display"], world["word_start"], world["category"]) == ("world", True, "word")
+    newline = row(table, "<0x0A>")
+    assert (newline["display"], newline["category"]) == ("↵", "byte")
+    assert newline["token_id"] in emb.tokenizer("hello\nworld")["input_ids"]  # real fallback
+    assert row(table, "<0xE3>")["display"] == "<0xE3>"
+    assert (table.loc[table["token"].isin(["<s>", "</s>", "<unk>"]), "category"]
+            == "special").all()
+    assert not table["display"].str.contains("▁").any()
+
+
+def test_japanese_bert_scripts_and_pos(japanese_dir: Path) -> None:
+    table, _ = table_of(japanese_dir)
+    assert table.attrs["family"] == "wordpiece"
+    tokyo = row(table, "東京")
+    assert (tokyo["script"], tokyo["pos"], tokyo["category"]) == ("kanji", "名詞", "word")
+    assert row(table, "行く")[["script", "pos"]].tolist() == ["mixed", "動詞"]
+    assert row(table, "は")[["script", "pos"]].tolist() == ["hiragana", "助詞"]
+    assert row(table, "カタカナ")["script"] == "katakana"
+    cont = row(table, "##語")
+    assert (cont["display"], cont["word_start"], cont["category"]) == ("語", False,
+                                                                       "continuation")
+    assert row(table, "[unused0]")[["category", "pos"]].tolist() == ["unused", "unused"]
+    assert row(table, "the")["pos"] == "other script"
+
+
+def test_colour_columns_are_categoricals(japanese_dir: Path, tmp_path: Path) -> None:
+    table, _ = table_of(japanese_dir)
+    for column in ("category", "script", "pos"):
+        assert isinstance(table[column].dtype, pd.CategoricalDtype), column
+    assert list(table["category"].cat.categories) == list(tokens.CATEGORIES)
+    table.to_parquet(tmp_path / "t.parquet")
+    back = pd.read_parquet(tmp_path / "t.parquet")
+    assert all(isinstance(back[c].dtype, pd.CategoricalDtype) for c in ("category", "pos"))
+
+
+def test_padding_ids_missing_from_vocabulary_are_unused(bert_dir: Path) -> None:
+    emb = source.load(ModelConfig(id=str(bert_dir)))
+    table = tokens.build_table(emb.tokenizer, emb.matrix.shape[0] + 2)
+    assert table["category"].iloc[-2:].tolist() == ["unused", "unused"]
