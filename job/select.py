@@ -1,5 +1,6 @@
-"""Token subsets: all rows (default), the first or last N ids, explicit ids, a regex over the
-display text, and category / script filters."""
+"""Token subsets: all rows (default), the first or last N ids (the frequent and the rare end of
+a BPE vocabulary), explicit ids, a regex over the display text; then category / script
+filters on whatever the rule kept."""
 
 from __future__ import annotations
 
@@ -11,48 +12,69 @@ import pandas as pd
 
 from job.config import ConfigError, TokensConfig
 
+MIN_TOKENS = 5  # t-SNE needs a handful of points
 
-def select(table: pd.DataFrame, cfg: TokensConfig) -> tuple[np.ndarray, dict[str, Any]]:
-    """Row numbers of ``table`` to lay out, and a record of the rule for the manifest."""
+
+def _rule_rows(table: pd.DataFrame, cfg: TokensConfig) -> np.ndarray:
+    """Row positions the selection rule keeps, before the category / script filters."""
     n = len(table)
     if cfg.select == "all":
-        rows = np.arange(n)
-    elif cfg.select == "first":
-        rows = np.arange(min(cfg.n, n))
-    elif cfg.select == "last":
-        rows = np.arange(max(0, n - cfg.n), n)
-    elif cfg.select == "ids":
+        return np.arange(n)
+    if cfg.select == "first":
+        return np.arange(min(cfg.n, n))
+    if cfg.select == "last":
+        return np.arange(max(0, n - cfg.n), n)
+    if cfg.select == "ids":
         if not cfg.ids:
             raise ConfigError('tokens.select = "ids" needs tokens.ids = [..] with token ids')
-        bad = [i for i in cfg.ids if not 0 <= i < n]
-        if bad:
-            raise ConfigError(f"tokens.ids {bad[:5]} are outside this vocabulary (0..{n - 1})")
-        rows = np.unique(np.asarray(cfg.ids, dtype=np.int64))
-    else:
-        try:
-            pattern = re.compile(cfg.regex)
-        except re.error as err:
-            raise ConfigError(f"tokens.regex {cfg.regex!r} is not a valid regex ({err})") from None
-        if not cfg.regex:
-            raise ConfigError('tokens.select = "regex" needs tokens.regex = "..."')
-        hits = table["display"].astype(str).map(lambda s: bool(pattern.search(s)))
-        rows = np.flatnonzero(hits.to_numpy())
+        ids = table["token_id"].to_numpy()
+        wanted = np.unique(np.asarray(cfg.ids, dtype=np.int64))
+        missing = wanted[~np.isin(wanted, ids)]
+        if len(missing):
+            raise ConfigError(f"tokens.ids {missing[:5].tolist()} are not in this vocabulary "
+                              f"(ids 0..{int(ids.max()) if len(ids) else -1})")
+        return np.flatnonzero(np.isin(ids, wanted))
+    if not cfg.regex:
+        raise ConfigError('tokens.select = "regex" needs tokens.regex = "..."')
+    try:
+        pattern = re.compile(cfg.regex)
+    except re.error as err:
+        raise ConfigError(f"tokens.regex {cfg.regex!r} is not a valid regex ({err})") from None
+    hits = table["display"].astype(str).map(lambda s: pattern.search(s) is not None)
+    return np.flatnonzero(hits.to_numpy(dtype=bool))
+
+
+def select(table: pd.DataFrame, cfg: TokensConfig) -> tuple[np.ndarray, dict[str, Any]]:
+    """Row positions of ``table`` to lay out, and a record of the rule for the manifest.
+
+    ``ids`` are token ids (the ``token_id`` column); ``first`` / ``last`` count rows in id
+    order; ``regex`` searches the display text; ``categories`` / ``scripts`` keep only rows
+    whose column has one of the given values.
+    """
+    rows = _rule_rows(table, cfg)
+    after_rule = len(rows)
     mask = np.ones(len(rows), dtype=bool)
     for column, key, wanted in (("category", "categories", cfg.categories),
                                 ("script", "scripts", cfg.scripts)):
         if wanted:
-            known = set(table[column].cat.categories)
+            values = table[column]
+            known = set(values.cat.categories if isinstance(values.dtype, pd.CategoricalDtype)
+                        else values.astype(str).unique())
             unknown = sorted(set(wanted) - known)
             if unknown:
                 raise ConfigError(f"tokens.{key} has unknown values {unknown}; "
                                   f"allowed: {', '.join(sorted(known))}")
-            mask &= table[column].iloc[rows].isin(wanted).to_numpy()
+            mask &= values.iloc[rows].isin(wanted).to_numpy()
     rows = rows[mask]
-    if len(rows) < 5:
+    if len(rows) < MIN_TOKENS:
         raise ConfigError(f"the token selection keeps {len(rows)} tokens; t-SNE needs at least "
-                          "5: widen tokens.select / tokens.categories / tokens.scripts")
+                          f"{MIN_TOKENS}: widen tokens.select / tokens.categories / "
+                          "tokens.scripts")
     record = {"rule": cfg.select, "n": cfg.n if cfg.select in ("first", "last") else None,
               "regex": cfg.regex or None, "ids": len(cfg.ids) or None,
               "categories": list(cfg.categories), "scripts": list(cfg.scripts),
-              "selected": int(len(rows)), "vocabulary": n}
+              "after_rule": int(after_rule), "selected": int(len(rows)),
+              "vocabulary": int(len(table)),
+              "id_range": [int(table["token_id"].iloc[rows[0]]),
+                           int(table["token_id"].iloc[rows[-1]])]}
     return rows, record
