@@ -1,8 +1,16 @@
 """Exact k-nearest neighbours by blocked matrix products, on the GPU (cupy) or the CPU (numpy).
 
-Squared euclidean distance ``|a|² + |b|² − 2 a·b`` for a block of query rows against all
-rows, then ``argpartition`` for the k smallest. A block is sized so its distance tile stays
-within a fixed memory budget, so the whole vocabulary never needs a V × V matrix.
+Squared euclidean distance ``|a|² + |b|² − 2 a·b`` for a tile of rows against a tile of rows,
+then the k smallest per row. Tiles are sized to a fixed memory budget, so no V × V matrix is
+ever held. For the all-rows case the distance matrix is symmetric, so only the tiles on and
+above the diagonal are multiplied (half the arithmetic); each tile updates the running
+neighbour lists of its rows and of its columns, and once every list holds k candidates a tile
+only offers the entries below a list's current k-th distance (a few per cent of it), so the
+matrix products are most of the work.
+
+The same code runs on numpy and cupy arrays. The k-smallest selection uses ``torch.topk``
+(a zero-copy view of the tile, multi-threaded on the CPU, CUDA on the GPU) when torch can
+see the tile's device, else ``argpartition`` of the array's own module.
 """
 
 from __future__ import annotations
@@ -11,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-# Bytes a (block × V) float32 distance tile may take.
-_TILE_BYTES = 256 * 2**20
+# Bytes a float32 distance tile may take: 4096² on the CPU (measured faster than 8192² on
+# 2 cores, cache-friendlier), 8192² on a GPU (fewer kernel launches).
+TILE_BYTES = {"numpy": 64 * 2**20, "cupy": 256 * 2**20}
 
 
 def array_module(x: Any) -> Any:
@@ -28,39 +37,211 @@ def l2_normalise(x: Any) -> Any:
     """Rows scaled to unit length (zero rows stay zero); works on numpy and cupy arrays."""
     xp = array_module(x)
     norms = xp.linalg.norm(x, axis=1, keepdims=True)
-    return x / xp.maximum(norms, xp.float32(1e-12))
+    return (x / xp.maximum(norms, xp.float32(1e-12))).astype(xp.float32, copy=False)
+
+
+def _torch_view(x: Any) -> Any | None:
+    """``x`` as a torch tensor sharing its memory, or None when torch cannot see it."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if array_module(x) is np:
+        return torch.from_numpy(x)
+    if not torch.cuda.is_available():
+        return None
+    return torch.from_dlpack(x)
+
+
+def smallest(d: Any, k: int, use_torch: bool = True, axis: int = 1) -> tuple[Any, Any]:
+    """Positions and values of the ``k`` smallest entries along ``axis``, ascending.
+
+    Returns ``(n, k)`` arrays, ``n`` being the other axis's length (so ``axis=0`` answers for
+    each column without a transposed copy when torch does the selection). Equal values are
+    ordered by position, so the order does not depend on the selection routine (which of
+    several equal values at the k-th place is kept may).
+    """
+    xp = array_module(d)
+    k = min(k, d.shape[axis])
+    t = _torch_view(d) if use_torch else None
+    if t is not None:
+        vals, idx = t.topk(k, dim=axis, largest=False, sorted=False)
+        if axis == 0:
+            vals, idx = vals.T.contiguous(), idx.T.contiguous()
+        idx, vals = xp.asarray(idx), xp.asarray(vals)  # zero-copy back (numpy / dlpack)
+    else:
+        if axis == 0:
+            d = xp.ascontiguousarray(d.T)
+        if k < d.shape[1]:
+            idx = xp.argpartition(d, k - 1, axis=1)[:, :k]
+        else:
+            idx = xp.broadcast_to(xp.arange(d.shape[1]), d.shape).copy()
+        vals = xp.take_along_axis(d, idx, axis=1)
+    # Lexicographic (value, position) order: sort by position, then stably by value.
+    by_pos = xp.argsort(idx, axis=1)
+    idx, vals = xp.take_along_axis(idx, by_pos, axis=1), xp.take_along_axis(vals, by_pos, axis=1)
+    by_val = xp.argsort(vals, axis=1, kind="stable")
+    return xp.take_along_axis(idx, by_val, axis=1), xp.take_along_axis(vals, by_val, axis=1)
+
+
+def _merge(best_i: Any, best_d: Any, d2: Any, offset: int, k: int, use_torch: bool,
+           axis: int = 1) -> tuple[Any, Any]:
+    """Running k-nearest lists updated with a tile's rows (``axis=1``) or columns
+    (``axis=0``), whose other-axis position j is row ``offset + j`` of the data."""
+    xp = array_module(d2)
+    pos, vals = smallest(d2, k, use_torch, axis)
+    cand_i = xp.concatenate([best_i, pos + offset], axis=1)
+    cand_d = xp.concatenate([best_d, vals], axis=1)
+    pos, vals = smallest(cand_d, k, use_torch)
+    return xp.take_along_axis(cand_i, pos, axis=1), vals
+
+
+def _merge_ragged(best_i: Any, best_d: Any, own: Any, other: Any, vals: Any, k: int,
+                  use_torch: bool) -> tuple[Any, Any]:
+    """Running lists updated with loose candidates: row ``own[t]`` (of the lists) gets data
+    row ``other[t]`` at squared distance ``vals[t]``."""
+    xp = array_module(vals)
+    if own.shape[0] == 0:
+        return best_i, best_d
+    order = xp.argsort(own, kind="stable")
+    own, other, vals = own[order], other[order], vals[order]
+    counts = xp.bincount(own, minlength=best_d.shape[0])
+    width = int(counts.max())
+    slot = xp.arange(own.shape[0]) - (xp.cumsum(counts) - counts)[own]
+    pad_d = xp.full((best_d.shape[0], width), xp.inf, dtype=best_d.dtype)
+    pad_i = xp.full((best_d.shape[0], width), -1, dtype=xp.int64)
+    pad_d[own, slot] = vals
+    pad_i[own, slot] = other
+    cand_i = xp.concatenate([best_i, pad_i], axis=1)
+    pos, new_d = smallest(xp.concatenate([best_d, pad_d], axis=1), k, use_torch)
+    return xp.take_along_axis(cand_i, pos, axis=1), new_d
+
+
+def _below(d2: Any, thr_rows: Any, thr_cols: Any | None) -> tuple[Any, Any, Any] | None:
+    """(row, column, value) of the tile entries below their row's (or column's) k-th
+    distance so far, or None when so many pass that a dense selection is cheaper."""
+    xp = array_module(d2)
+    bound = thr_rows[:, None] if thr_cols is None else xp.maximum(thr_rows[:, None],
+                                                                  thr_cols[None, :])
+    flat = xp.flatnonzero(d2 < bound)
+    if flat.shape[0] * 8 > d2.size:
+        return None
+    r = flat // d2.shape[1]
+    c = flat - r * d2.shape[1]
+    return r, c, d2[r, c]
+
+
+def _tile(data: Any, sq: Any, a: slice, b: slice) -> Any:
+    """Squared distances between rows ``a`` and rows ``b``, computed in place."""
+    d2 = data[a] @ data[b].T
+    d2 *= -2.0
+    d2 += sq[a, None]
+    d2 += sq[None, b]
+    return d2
+
+
+def _all_pairs(data: Any, k: int, tile_bytes: int, use_torch: bool) -> tuple[Any, Any]:
+    """k nearest rows of every row, self excluded, from the tiles on and above the diagonal.
+
+    Small blocks on the diagonal give every row a provisional list by full selection; after
+    that a tile only contributes its entries below the lists' current k-th distances (a few
+    per cent), so most of the work is the matrix product.
+    """
+    xp = array_module(data)
+    n = data.shape[0]
+    sq = (data * data).sum(axis=1)
+    b = max(1, min(n, int((tile_bytes // 4) ** 0.5)))
+    b0 = min(b, max(1024, k + 1))
+    blocks = [slice(s, min(s + b, n)) for s in range(0, n, b)]
+    best_i, best_d = [], []
+    for blk in blocks:
+        d2 = _tile(data, sq, blk, blk)
+        m = d2.shape[0]
+        diag = xp.arange(m)
+        d2[diag, diag] = xp.inf  # a row is not its own neighbour
+        lists_i = xp.full((m, k), -1, dtype=xp.int64)
+        lists_d = xp.full((m, k), xp.inf, dtype=xp.float32)
+        # Column stripes of doubling width: the first by full selection, each later one
+        # offers about k candidates a row, as the lists' k-th distance tightens.
+        lo, width = 0, b0
+        while lo < m:
+            hi = min(m, lo + width)
+            stripe = d2[:, lo:hi]
+            loose = _below(stripe, lists_d[:, -1], None) if lo else None
+            if loose is None:
+                lists_i, lists_d = _merge(lists_i, lists_d, xp.ascontiguousarray(stripe),
+                                          blk.start + lo, k, use_torch)
+            else:
+                r, c, v = loose
+                lists_i, lists_d = _merge_ragged(lists_i, lists_d, r, c + blk.start + lo, v,
+                                                 k, use_torch)
+            lo, width = hi, (hi if lo else width)
+        best_i.append(lists_i)
+        best_d.append(lists_d)
+    for i, bi in enumerate(blocks):
+        for j in range(i + 1, len(blocks)):
+            bj = blocks[j]
+            d2 = _tile(data, sq, bi, bj)
+            loose = _below(d2, best_d[i][:, -1], best_d[j][:, -1])
+            if loose is None:
+                best_i[i], best_d[i] = _merge(best_i[i], best_d[i], d2, bj.start, k, use_torch)
+                best_i[j], best_d[j] = _merge(best_i[j], best_d[j], d2, bi.start, k, use_torch,
+                                              axis=0)
+                continue
+            r, c, v = loose
+            for_rows = v < best_d[i][r, -1]
+            for_cols = v < best_d[j][c, -1]
+            best_i[i], best_d[i] = _merge_ragged(best_i[i], best_d[i], r[for_rows],
+                                                 c[for_rows] + bj.start, v[for_rows], k,
+                                                 use_torch)
+            best_i[j], best_d[j] = _merge_ragged(best_i[j], best_d[j], c[for_cols],
+                                                 r[for_cols] + bi.start, v[for_cols], k,
+                                                 use_torch)
+    idx = xp.concatenate(best_i, axis=0)
+    d2 = xp.concatenate(best_d, axis=0)
+    by_idx = xp.argsort(idx, axis=1)  # final order: distance, then index
+    idx, d2 = xp.take_along_axis(idx, by_idx, axis=1), xp.take_along_axis(d2, by_idx, axis=1)
+    by_d = xp.argsort(d2, axis=1, kind="stable")
+    idx, d2 = xp.take_along_axis(idx, by_d, axis=1), xp.take_along_axis(d2, by_d, axis=1)
+    return idx, xp.sqrt(xp.maximum(d2, 0)).astype(xp.float32, copy=False)
 
 
 def knn(data: Any, k: int, queries: Any | None = None, query_ids: Any | None = None,
-        ) -> tuple[Any, Any]:
-    """Indices and euclidean distances of the ``k`` nearest rows of ``data``.
+        tile_bytes: int | None = None, use_torch: bool = True) -> tuple[Any, Any]:
+    """Indices (int64) and euclidean distances (float32) of the ``k`` nearest rows of ``data``.
 
     With ``queries=None`` every row of ``data`` is a query and each row's own index is left
     out. Otherwise ``query_ids`` (the queries' row numbers in ``data``, if they are rows of it)
     are left out of their own neighbour lists. Returns arrays of the same module as ``data``,
-    sorted by distance.
+    sorted by distance, equal distances by index. ``tile_bytes`` bounds the distance tile
+    (default :data:`TILE_BYTES` for the array's module); ``use_torch=False`` selects with the
+    array module's own ``argpartition``.
     """
     xp = array_module(data)
+    tile_bytes = tile_bytes or TILE_BYTES[xp.__name__]
+    m = data.shape[0]
     if queries is None:
-        queries, query_ids = data, xp.arange(data.shape[0])
-    n, m = queries.shape[0], data.shape[0]
+        if not 0 < k < m:
+            raise ValueError(f"k = {k} needs 0 < k < {m} (the number of rows)")
+        return _all_pairs(data, k, tile_bytes, use_torch)
     extra = 1 if query_ids is not None else 0
-    kk = min(k + extra, m)
+    if not 0 < k <= m - extra:
+        raise ValueError(f"k = {k} needs 0 < k <= {m - extra}")
+    n = queries.shape[0]
     sq_data = (data * data).sum(axis=1)
-    block = max(1, min(n, _TILE_BYTES // (4 * m)))
+    block = max(1, min(n, tile_bytes // (4 * m)))
     out_idx = xp.empty((n, k), dtype=xp.int64)
     out_dist = xp.empty((n, k), dtype=xp.float32)
     for start in range(0, n, block):
         q = queries[start:start + block]
-        d2 = sq_data[None, :] - 2.0 * (q @ data.T)  # |q|² is constant per row: add it later
+        d2 = q @ data.T
+        d2 *= -2.0
+        d2 += (q * q).sum(axis=1)[:, None]
+        d2 += sq_data[None, :]
         if query_ids is not None:
             rows = xp.arange(q.shape[0])
             d2[rows, query_ids[start:start + block]] = xp.inf
-        part = xp.argpartition(d2, kk - 1, axis=1)[:, :kk]
-        part_d = xp.take_along_axis(d2, part, axis=1)
-        order = xp.argsort(part_d, axis=1)[:, :k]
-        idx = xp.take_along_axis(part, order, axis=1)
-        dist = xp.take_along_axis(part_d, order, axis=1) + (q * q).sum(axis=1)[:, None]
+        idx, dist = smallest(d2, k, use_torch)
         out_idx[start:start + block] = idx
         out_dist[start:start + block] = xp.sqrt(xp.maximum(dist, 0))
     return out_idx, out_dist

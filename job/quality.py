@@ -28,14 +28,21 @@ def knn_preservation(data: Any, coords: Any, k: int = 10, sample: int = 2000,
     ``data`` should be the matrix the layout saw (row-normalised for the cosine metric).
     ``data`` and ``coords`` may be numpy or cupy arrays (both of the same module).
     ``neighbours``, an exact kNN index of ``data`` with at least ``k`` columns (such as the
-    graph the layout used), saves the high-dimensional search.
+    graph the layout used), saves the high-dimensional search. ``chance`` in the result is
+    what a random map would score on average, k / (n − 1).
     """
     xp = array_module(data)
     n = data.shape[0]
+    if coords.shape[0] != n:
+        raise ValueError(f"coords has {coords.shape[0]} rows, data has {n}")
+    if n < 2:
+        raise ValueError("kNN preservation needs at least 2 rows")
     k = min(k, n - 1)
     ids_np = sample_ids(n, sample, seed)
     ids = xp.asarray(ids_np)
-    coords = xp.asarray(coords, dtype=xp.float32)
+    # float64 for the map: |a|² + |b|² − 2ab in float32 loses near neighbours' order once
+    # the map spans a hundred units; two columns make it cheap.
+    coords = xp.asarray(coords, dtype=xp.float64)
     if neighbours is not None and neighbours.shape[1] >= k:
         high = xp.asarray(neighbours)[ids, :k]
     else:
@@ -43,4 +50,5 @@ def knn_preservation(data: Any, coords: Any, k: int = 10, sample: int = 2000,
     low, _ = knn(coords, k, queries=coords[ids], query_ids=ids)
     hits = (high[:, :, None] == low[:, None, :]).any(axis=2).sum(axis=1)
     score = float(hits.mean()) / k
-    return {"k": k, "sample": int(len(ids_np)), "seed": seed, "knn_preservation": score}
+    return {"k": k, "sample": int(len(ids_np)), "seed": seed, "knn_preservation": score,
+            "chance": k / (n - 1)}
