@@ -37,9 +37,10 @@ FAMILIES = ("wordpiece", "bytelevel", "sentencepiece", "plain")
 
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 # Placeholder rows many vocabularies reserve: [unused12], <unused3>, <|reserved_special_token_7|>
-_UNUSED = re.compile(r"^(\[unused\d+\]|<unused\d+>|<\|?reserved[_a-z]*_?\d+\|?>|<extra_id_\d+>)$")
+_UNUSED = re.compile(r"^(\[unused\d+\]|<unused\d+>|<\|?reserved[_a-z]*_?\d+\|?>)$")
 _KANA = re.compile(r"[\u3041-\u309F\u30A1-\u30FA\u30FC-\u30FF]")
 _JAPANESE = re.compile(r"[\u3041-\u309F\u30A1-\u30FA\u30FC-\u30FF\u3400-\u9FFF々〆]")
+_SURROGATE = re.compile("[\udc80-\udcff]")  # undecodable bytes (surrogateescape)
 _BYTE_MARK = re.compile(r"<0x[0-9A-F]{2}>")
 # Whitespace and control characters made visible: ␣ ↵ ⇥ ␍, other controls as U+2400 pictures.
 _VISIBLE = {cp: chr(0x2400 + cp) for cp in range(0x20)} | {0x7F: "␡"}
@@ -62,6 +63,11 @@ def _byte_decoder() -> dict[str, int]:
             table[chr(256 + extra)] = b
             extra += 1
     return table
+
+
+def is_placeholder(token: str) -> bool:
+    """A reserved, never-trained slot such as ``[unused12]`` or ``<|reserved_special_token_7|>``."""
+    return _UNUSED.match(token) is not None
 
 
 def detect_family(tokenizer: Any, vocab: dict[str, int]) -> str:
@@ -105,20 +111,29 @@ def _shown(body: str) -> str:
     return body.translate(_CONTROLS)
 
 
+@functools.cache
+def _byte_translation() -> dict[int, str]:
+    """str.translate table: each stand-in → the latin-1 character of its byte; latin-1
+    characters that are not stand-ins → U+FFFF, so that encoding to latin-1 fails on them."""
+    table = {cp: "\uffff" for cp in range(256)}
+    table |= {ord(c): chr(b) for c, b in _byte_decoder().items()}
+    return table
+
+
 def decode_bytelevel(token: str) -> tuple[str, bool] | None:
     """(text, has partial bytes) of a byte-level token; None if it is not byte-encoded.
 
     Bytes that do not complete a UTF-8 character are shown as ``<0xNN>``.
     """
-    table = _byte_decoder()
-    if not all(c in table for c in token):
+    try:
+        raw = token.translate(_byte_translation()).encode("latin-1")
+    except UnicodeEncodeError:  # a character that stands for no byte: plain text
         return None
-    text = bytes(table[c] for c in token).decode("utf-8", errors="surrogateescape")
-    partial = any(0xDC80 <= ord(c) <= 0xDCFF for c in text)
-    if partial:
-        text = "".join(f"<0x{ord(c) - 0xDC00:02X}>" if 0xDC80 <= ord(c) <= 0xDCFF else c
-                       for c in text)
-    return text, partial
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="surrogateescape")
+    return _SURROGATE.sub(lambda m: f"<0x{ord(m.group()) - 0xDC00:02X}>", text), True
 
 
 def split_token(token: str, family: str) -> tuple[str, bool, bool]:
@@ -169,6 +184,7 @@ def script_of(text: str) -> str:
     return "digit" if "digit" in found else "symbol"
 
 
+@functools.lru_cache(maxsize=65536)
 def _char_script(ch: str) -> str:
     cp = ord(ch)
     if ch.isdigit():
@@ -253,8 +269,8 @@ def build_table(tokenizer: Any, n_rows: int) -> pd.DataFrame:
         if token is None:
             rows.append((i, f"<unused:{i}>", f"<unused:{i}>", True, "unused"))
         elif i in special_ids:
-            rows.append((i, token, token, True, "unused" if _UNUSED.match(token) else "special"))
-        elif _UNUSED.match(token):
+            rows.append((i, token, token, True, "unused" if is_placeholder(token) else "special"))
+        elif is_placeholder(token):
             rows.append((i, token, token, True, "unused"))
         elif i in plain_added:  # added by the user: stored as the text itself
             display = _shown(plain_added[i].strip() or plain_added[i])
@@ -262,9 +278,9 @@ def build_table(tokenizer: Any, n_rows: int) -> pd.DataFrame:
         else:
             display, start, is_byte = split_token(token, family)
             rows.append((i, token, display, start, _category(display, start, is_byte)))
+    scripts = [script_of(r[2]) if r[4] not in ("special", "unused") else "symbol" for r in rows]
     table = pd.DataFrame(rows, columns=["token_id", "token", "display", "word_start", "category"])
-    table["script"] = [script_of(d) if c not in ("special", "unused") else "symbol"
-                       for d, c in zip(table["display"], table["category"], strict=True)]
+    table["script"] = scripts
     table["category"] = pd.Categorical(table["category"], categories=CATEGORIES)
     table["script"] = pd.Categorical(table["script"], categories=SCRIPTS)
     if is_japanese(table):

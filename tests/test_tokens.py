@@ -83,6 +83,15 @@ def test_script_of(text: str, script: str) -> None:
     assert tokens.script_of(text) == script
 
 
+@pytest.mark.parametrize(("token", "placeholder"), [
+    ("[unused0]", True), ("[unused993]", True), ("<unused42>", True), ("<extra_id_7>", False),
+    ("<|reserved_special_token_250|>", True), ("[UNK]", False), ("<|endoftext|>", False),
+    ("unused", False),
+])
+def test_placeholders(token: str, placeholder: bool) -> None:
+    assert tokens.is_placeholder(token) is placeholder
+
+
 def test_wordpiece_bert(bert_dir: Path) -> None:
     table, _ = table_of(bert_dir)
     assert table.attrs["family"] == "wordpiece"
