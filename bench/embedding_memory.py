@@ -108,11 +108,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         big = big_bert(Path(tmp) / "big")
         pt = bin_copy(big, Path(tmp) / "big-bin")
+        half = big_bert(Path(tmp) / "big-bf16", dtype="bfloat16")
         results = [(big, r) for r in run(big, "safetensors", "automodel")]
         results += [(pt, r) for r in run(pt, "automodel")]
+        results += [(half, r) for r in run(half, "safetensors", "automodel")]
         for folder, r in results:
             method = r["method"]
-            print(f"{method:12s} {folder.name:8s} peak {r['peak_above_baseline_mib']:7.1f} MiB "
+            print(f"{method:12s} {folder.name:9s} peak {r['peak_above_baseline_mib']:7.1f} MiB "
                   f"above baseline (embedding matrix {r['embedding_mib']} MiB, weights "
                   f"{r['weights_mib']} MiB)")
 

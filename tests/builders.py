@@ -223,9 +223,9 @@ def bin_only(folder: Path) -> Path:
 
 
 def big_bert(folder: Path, vocab: int = 16000, hidden: int = 1024, intermediate: int = 8192,
-             layers: int = 4) -> Path:
+             layers: int = 4, dtype: str = "float32") -> Path:
     """A BERT whose non-embedding part dwarfs its embeddings (defaults: 62.5 MiB of word
-    embeddings, about 390 MiB of weights in all), for the peak-memory check.
+    embeddings as float32, about 390 MiB of weights in all), for the peak-memory check.
 
     Only the word embeddings are random: the other weights are left uninitialised (fast), as
     their values do not matter for reading the embeddings."""
@@ -244,7 +244,9 @@ def big_bert(folder: Path, vocab: int = 16000, hidden: int = 1024, intermediate:
     with torch.device("meta"):
         shapes = {n: p.shape for n, p in BertModel(config).state_dict().items()}
     generator = torch.Generator().manual_seed(0)
-    state = {n: torch.empty(shape) for n, shape in shapes.items()}
-    state["embeddings.word_embeddings.weight"] = torch.randn(vocab, hidden, generator=generator)
+    kind = getattr(torch, dtype)
+    state = {n: torch.empty(shape, dtype=kind) for n, shape in shapes.items()}
+    state["embeddings.word_embeddings.weight"] = torch.randn(
+        vocab, hidden, generator=generator).to(kind)
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
     return folder
