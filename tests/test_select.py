@@ -91,6 +91,8 @@ def test_gpt2_job_end_to_end_with_a_selection(gpt2_dir: Path, tmp_path: Path) ->
     config = tmp_path / "gpt2.toml"
     text = FAST_TOML.format(model=gpt2_dir, out=tmp_path / "runs")
     text = text.replace("[layout]", '[tokens]\ncategories = ["word", "number"]\n\n[layout]')
+    text = text.replace("[render]", "[render]\nhtml = false\nauto_zooms = 0", 1)
+    text = text.replace("auto_zooms = 2\n", "")
     config.write_text(text, encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "job", "run", str(config)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)

@@ -18,7 +18,7 @@ from transformers import AutoModel, AutoTokenizer
 from job import source
 from job.config import ModelConfig
 from job.source import SourceError
-from tests.builders import big_bert, bin_copy, tiny_bert
+from tests.builders import big_bert, bin_copy, tiny_bert, tiny_japanese_bert
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,12 +76,12 @@ def test_japanese_tokenizers_load_with_their_dictionary(japanese_dir: Path) -> N
     assert emb.matrix.shape == (len(tok), 32)
 
 
-def test_ipadic_folder_keeps_ipadic_where_transformers_5_would_not(japanese_dir: Path) -> None:
-    if not japanese_dir.name.endswith("ipadic"):
-        pytest.skip("only the folder saved like bert-base-japanese-whole-word-masking")
-    plain = AutoTokenizer.from_pretrained(japanese_dir)  # transformers 5's default dictionary
+def test_ipadic_folder_keeps_ipadic_where_transformers_5_would_not(tmp_path: Path) -> None:
+    folder = tiny_japanese_bert(tmp_path / "whole-word-masking", "ipadic")
+    assert "mecab_kwargs" not in (folder / "tokenizer_config.json").read_text()
+    plain = AutoTokenizer.from_pretrained(folder)  # transformers 5's default dictionary
     assert "unidic_lite" in plain.word_tokenizer.mecab.dictionary_info[0]["filename"]
-    ours = source.load_tokenizer(japanese_dir)
+    ours = source.load_tokenizer(folder)
     assert "ipadic" in ours.word_tokenizer.mecab.dictionary_info[0]["filename"]
 
 
