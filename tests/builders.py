@@ -18,7 +18,7 @@ def wordpiece_vocab(extra: int = 0) -> list[str]:
     vocab += WORDS + ["##ing", "##ed", "##s", "##er", "##ly"]
     vocab += list(string.ascii_lowercase) + ["##" + c for c in string.ascii_lowercase]
     vocab += [f"tok{i}" for i in range(extra)]
-    return vocab
+    return list(dict.fromkeys(vocab))  # no duplicates: one id per token
 
 
 def tiny_bert(folder: Path, extra_tokens: int = 0, hidden: int = 32, seed: int = 0) -> Path:
