@@ -69,6 +69,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.color_by:
         render = dataclasses.replace(render, color_by=args.color_by)
     drawn = pictures.render_all(pd.read_parquet(folder / rundir.LAYOUT), render, folder)
+    manifest_path = folder / rundir.MANIFEST
+    if manifest_path.is_file():  # record what the pictures now show
+        manifest = rundir.read_json(manifest_path)
+        manifest["rendered"] = drawn
+        manifest.setdefault("config", {})["render"] = dataclasses.asdict(render)
+        rundir.write_json(manifest_path, manifest)
     logging.getLogger("job").info("rendered %s", ", ".join(drawn["files"]))
     print(folder)
     return 0

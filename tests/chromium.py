@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     screenshot: bytes = b""
     seconds: dict[str, float] = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)  # results of the caller's scripts
+    values: dict[str, Any] = field(default_factory=dict)  # results of the caller's steps
 
 
 class Session:
@@ -72,6 +73,10 @@ class Session:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    async def mouse(self, kind: str, x: float, y: float, **extra: Any) -> None:
+        """A real input event at page pixel (x, y): mouseMoved, mouseWheel, mousePressed…"""
+        await self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, **extra)
+
     async def wait_for(self, expression: str, timeout: float) -> float:
         """Poll ``expression`` until truthy; returns the seconds waited."""
         start = time.perf_counter()
@@ -98,7 +103,10 @@ class Session:
                 report.errors.append(f"load failed: {p.get('errorText')}")
 
 
-async def _drive(port: int, page: Path, ready: str, scripts: dict[str, str],
+Step = str | Callable[[Session], Awaitable[Any]]
+
+
+async def _drive(port: int, page: Path, ready: str, steps: dict[str, Step],
                  timeout: float, report: Report) -> None:
     from tornado.httpclient import AsyncHTTPClient
     from tornado.websocket import websocket_connect
@@ -119,9 +127,9 @@ async def _drive(port: int, page: Path, ready: str, scripts: dict[str, str],
         s.problems(report)
         raise TimeoutError(f"{err}; page errors: {report.errors or 'none'}") from None
     report.seconds["ready"] = time.perf_counter() - start
-    for name, script in scripts.items():
+    for name, step in steps.items():
         t0 = time.perf_counter()
-        report.values[name] = await s.evaluate(script)
+        report.values[name] = await (s.evaluate(step) if isinstance(step, str) else step(s))
         report.seconds[name] = time.perf_counter() - t0
     shot = await s.call("Page.captureScreenshot", format="png")
     report.screenshot = base64.b64decode(shot["data"])
@@ -131,10 +139,11 @@ async def _drive(port: int, page: Path, ready: str, scripts: dict[str, str],
     ws.close()
 
 
-def open_page(page: Path, ready: str, scripts: dict[str, str] | None = None,
+def open_page(page: Path, ready: str, steps: dict[str, Step] | None = None,
               timeout: float = 60.0) -> Report:
-    """Load ``page``, wait until the JS expression ``ready`` holds, run ``scripts`` (name →
-    JS expression, may return a promise), then screenshot. Raises if Chromium is missing."""
+    """Load ``page``, wait until the JS expression ``ready`` holds, run ``steps`` in order
+    (name → JS expression, which may return a promise, or an async function of the
+    :class:`Session`), then screenshot. Raises if Chromium is missing."""
     exe = find_chromium()
     if exe is None:
         raise FileNotFoundError("chromium is not installed (bash scripts/system-deps.sh)")
@@ -151,7 +160,7 @@ def open_page(page: Path, ready: str, scripts: dict[str, str] | None = None,
                     raise RuntimeError(f"chromium did not start (exit code {proc.poll()})")
                 time.sleep(0.05)
             port = int(port_file.read_text().split()[0])
-            asyncio.run(_drive(port, page, ready, scripts or {}, timeout, report))
+            asyncio.run(_drive(port, page, ready, steps or {}, timeout, report))
         finally:
             proc.terminate()
             try:

@@ -10,6 +10,7 @@ view. All JavaScript and data are inlined, so the page opens with no network.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from job.rundir import atomic_write
 log = logging.getLogger(__name__)
 
 POINT_SIZE = 3  # screen pixels
+LOD_POINTS = 20_000  # points drawn per frame while zooming or panning
 LABEL_FONT = "12px sans-serif"
 
 # Built once per page (first callback to run): all layers' points in flat arrays, the
@@ -156,6 +158,7 @@ if (best < 0) {
   tip.text = `${S.text[best]}  ·  ${names[S.layer[best]]}  ·  id ${S.id[best]}`;
   tip.visible = true; mark.data = {x: [S.x[best]], y: [S.y[best]]};
 }
+S.stats.hover = best < 0 ? null : S.text[best];
 S.stats.hover_ms = performance.now() - t0;
 """
 
@@ -195,6 +198,10 @@ def _points_figure(layers: list[tuple[str, str, pd.DataFrame]], title: str,
     # fill the window and keep map units square: data ranges that match the aspect
     fig.update(x_range=DataRange1d(), y_range=DataRange1d(), match_aspect=True,
                aspect_ratio=None, sizing_mode="stretch_both")
+    # while a wheel or drag is under way, draw every k-th point of a big layer (at most
+    # about LOD_POINTS in all); the full set is drawn once the interaction pauses
+    total = sum(len(rows) for _, _, rows in layers)
+    fig.update(lod_threshold=LOD_POINTS, lod_factor=max(10, math.ceil(total / LOD_POINTS)))
     legend = fig.legend[0]
     legend.click_policy = "hide"
     for item, (_, colour, _) in zip(legend.items, layers, strict=True):

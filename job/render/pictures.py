@@ -21,7 +21,8 @@ def _save_png(img: Any, path: Path) -> None:
 
 
 def zoom_file(name: str) -> str:
-    return "zoom_" + re.sub(r"[^A-Za-z0-9._-]+", "_", name) + ".png"
+    """File name of a zoom picture: letters of any script are kept, the rest become ``_``."""
+    return "zoom_" + re.sub(r"[^\w.-]+", "_", name) + ".png"
 
 
 def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from job.config import RenderConfig
+from job.config import ConfigError, RenderConfig
 from job.render import labels as lab
 from job.render.zooms import Region
 
@@ -57,7 +57,7 @@ def colour_key(table: pd.DataFrame, column: str) -> dict[str, str]:
     levels = list(table[column].cat.categories)
     if column == "category":
         return {c: CATEGORY_COLOURS.get(c, "#7f7f7f") for c in levels}
-    palette = colorcet.glasbey_category10
+    palette = colorcet.palette["glasbey_category10"]  # hex strings
     return {c: palette[i % len(palette)] for i, c in enumerate(levels)}
 
 
@@ -65,8 +65,8 @@ def categorical(table: pd.DataFrame, column: str) -> pd.DataFrame:
     """``x``, ``y`` and ``column`` as a pandas categorical, as datashader wants it."""
     if column not in table:
         choices = [c for c in table.columns if c not in ("x", "y", "token_id")]
-        raise ValueError(f"render.color_by = {column!r} is not a column of the token table; "
-                         f"choose one of: {', '.join(choices)}")
+        raise ConfigError(f"render.color_by = {column!r} is not a column of the token table; "
+                          f"choose one of: {', '.join(choices)}")
     frame = table[["x", "y", column]].copy()
     if not isinstance(frame[column].dtype, pd.CategoricalDtype):
         frame[column] = frame[column].astype(str).astype("category")
@@ -82,10 +82,10 @@ def aggregate(frame: pd.DataFrame, canvas: Canvas, column: str):
     return cvs.points(frame, "x", "y", agg=ds.count_cat(column))
 
 
-def shade(agg, key: dict[str, str], spread: int) -> Image.Image:
+def shade(agg, key: dict[str, str], spread: int, min_alpha: int = 90) -> Image.Image:
     import datashader.transfer_functions as tf
 
-    img = tf.shade(agg, color_key=key, how="eq_hist", min_alpha=90)
+    img = tf.shade(agg, color_key=key, how="eq_hist", min_alpha=min_alpha)
     if spread:
         img = tf.spread(img, px=spread)
     img = tf.set_background(img, BACKGROUND)
@@ -94,17 +94,17 @@ def shade(agg, key: dict[str, str], spread: int) -> Image.Image:
 
 def _legend(draw: ImageDraw.ImageDraw, key: dict[str, str], counts: dict[str, int],
             size: int, title: str) -> None:
-    fnt = lab.font(size)
     rows = [(c, key[c]) for c in key if counts.get(c, 0)]
     line = size + 6
-    w = max(fnt.getlength(f"{c} ({counts[c]:,})") for c, _ in rows) + size + 24 if rows else 0
+    w = max([lab.measure(title, size)[0] + 12]
+            + [lab.measure(f"{c} ({counts[c]:,})", size)[0] + size + 24 for c, _ in rows])
     draw.rectangle((8, 8, 8 + w, 16 + line * (len(rows) + 1)), fill="#ffffffdd",
                    outline="#999999")
-    draw.text((14, 12), title, fill="black", font=fnt)
+    lab.draw_text(draw, (14, 12), title, size)
     for i, (c, colour) in enumerate(rows, start=1):
         y = 12 + i * line
         draw.rectangle((14, y + 3, 14 + size - 4, y + size - 1), fill=colour)
-        draw.text((18 + size, y), f"{c} ({counts[c]:,})", fill="black", font=fnt)
+        lab.draw_text(draw, (18 + size, y), f"{c} ({counts[c]:,})", size)
 
 
 def overview(table: pd.DataFrame, regions: list[Region], cfg: RenderConfig,
@@ -116,39 +116,59 @@ def overview(table: pd.DataFrame, regions: list[Region], cfg: RenderConfig,
     key = colour_key(frame, cfg.color_by)
     img = shade(agg, key, spread=1)
     draw = ImageDraw.Draw(img, "RGBA")
-    fnt = lab.font(cfg.font_size)
     for region in regions:
         (px0, px1), (py1, py0) = canvas.to_pixels(np.array([region.x0, region.x1]),
                                                   np.array([region.y0, region.y1]))
         draw.rectangle((px0, py0, px1, py1), outline="#000000", width=2)
-        draw.text((px0 + 2, py0 - cfg.font_size - 4), region.name, fill="black", font=fnt,
-                  stroke_width=2, stroke_fill="white")
+        lab.draw_text(draw, (px0 + 2, py0 - cfg.font_size - 6), region.name, cfg.font_size,
+                      stroke=2)
     counts = frame[cfg.color_by].value_counts().to_dict()
     _legend(draw, key, {str(k): int(v) for k, v in counts.items()}, cfg.font_size,
             f"{len(table):,} tokens by {cfg.color_by}")
     return img, agg
 
 
+def zoom_canvas(region: Region, width: int, height: int) -> Canvas:
+    """The region centred on a ``width`` x ``height`` canvas, square in map units: the
+    shorter side's range is widened, so every point of the region is on the canvas."""
+    scale = min(width / (region.x1 - region.x0), height / (region.y1 - region.y0))
+    cx, cy = (region.x0 + region.x1) / 2, (region.y0 + region.y1) / 2
+    hx, hy = width / scale / 2, height / scale / 2
+    return Canvas(cx - hx, cx + hx, cy - hy, cy + hy, width, height)
+
+
+def title_band(font_size: int) -> int:
+    """Height of the strip above a zoom's raster that holds its title."""
+    return font_size + 14
+
+
 def zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig,
          ) -> tuple[Image.Image, list[lab.Label]]:
-    """One region: every point in it drawn, and non-overlapping token labels."""
-    canvas = Canvas(region.x0, region.x1, region.y0, region.y1, cfg.zoom_width,
-                    cfg.zoom_height)
+    """One region: every point in it drawn, and non-overlapping token labels.
+
+    The picture is ``zoom_width`` x ``zoom_height``: a title strip on top, the raster below
+    it. Returned labels are in picture pixels (``index`` is the table row).
+    """
+    band = title_band(cfg.font_size)
+    canvas = zoom_canvas(region, cfg.zoom_width, cfg.zoom_height - band)
     frame = categorical(table, cfg.color_by)
     agg = aggregate(frame, canvas, cfg.color_by)
-    img = shade(agg, colour_key(frame, cfg.color_by), spread=3)
-    inside = region.contains(table["x"].to_numpy(), table["y"].to_numpy())
-    sub = table[inside]
+    img = Image.new("RGB", (cfg.zoom_width, cfg.zoom_height), BACKGROUND)
+    # a zoom's points are few and mostly one per pixel: draw them nearly opaque
+    img.paste(shade(agg, colour_key(frame, cfg.color_by), spread=3, min_alpha=220), (0, band))
+    x, y = table["x"].to_numpy(), table["y"].to_numpy()
+    shown = (x >= canvas.x0) & (x <= canvas.x1) & (y >= canvas.y0) & (y <= canvas.y1)
+    sub = table[shown]
     px, py = canvas.to_pixels(sub["x"].to_numpy(), sub["y"].to_numpy())
     placed = lab.place(px, py, sub["display"].astype(str).tolist(), canvas.width,
                        canvas.height, cfg.font_size, cfg.max_labels)
     draw = ImageDraw.Draw(img, "RGBA")
-    fnt = lab.font(cfg.font_size)
-    for label in placed:
-        x0, y0, _, _ = label.box
-        draw.text((x0 + 2, y0 + 2 - fnt.getbbox(label.text)[1]), label.text, fill="#111111",
-                  font=fnt)
-    title = f"{region.name}: {int(inside.sum()):,} tokens, {len(placed)} labelled"
-    draw.text((8, 6), title, fill="black", font=lab.font(cfg.font_size + 2),
-              stroke_width=2, stroke_fill="white")
-    return img, [lab.Label(int(sub.index[p.index]), p.text, p.px, p.py, p.box) for p in placed]
+    labels = []
+    for p in placed:
+        box = (p.box[0], p.box[1] + band, p.box[2], p.box[3] + band)
+        lab.draw_text(draw, (box[0] + 2, box[1] + 2), p.text, cfg.font_size, fill="#111111")
+        labels.append(lab.Label(int(sub.index[p.index]), p.text, p.px, p.py + band, box))
+    title = f"{region.name}: {int(shown.sum()):,} tokens, {len(placed)} labelled"
+    draw.line((0, band - 1, cfg.zoom_width, band - 1), fill="#cccccc")
+    lab.draw_text(draw, (8, 5), title, cfg.font_size + 2)
+    return img, labels

@@ -4,12 +4,14 @@ automatic picks from the densest clusters."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from job.config import RenderConfig, ZoomConfig
+from job.render import labels
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +59,48 @@ def find_anchor(table: pd.DataFrame, text: str) -> int:
                     "pick a token that the model's tokenizer has as a single token")
 
 
+# Reserved rows that carry no meaning yet ("[unused12]", "<extra_id_3>",
+# "<|reserved_special_token_7|>", "<unused5>"): untrained rows that t-SNE piles into one
+# dense blob, which would otherwise win every density contest.
+PLACEHOLDER = re.compile(r"^[\[<]\|?[a-z_]*(unused|reserved|extra)[a-z_]*\d+\|?[\]>]$")
+
+
+def meaningful(table: pd.DataFrame) -> np.ndarray:
+    """Rows worth picking automatic zooms around: not special, not placeholders, and
+    drawable (no character that every label font lacks, which would show as a box)."""
+    keep = ~table["token"].astype(str).str.match(PLACEHOLDER).to_numpy()
+    if "category" in table:
+        keep &= (table["category"].astype(str) != "special").to_numpy()
+    chars = set("".join(table["display"].astype(str)))
+    missing = {c for c in chars if labels.face_of(c) is None}
+    if missing:
+        keep &= ~table["display"].astype(str).map(
+            lambda t: any(c in missing for c in t)).to_numpy(dtype=bool)
+    return keep
+
+
 def auto_regions(x: np.ndarray, y: np.ndarray, k: int, n: int = 60, bins: int = 48,
+                 names: list[str] | None = None, avoid: list[Region] = (),
                  ) -> list[Region]:
-    """``k`` windows around the densest, well-separated peaks of the point density."""
+    """``k`` windows around the densest, well-separated peaks of the point density.
+
+    ``x``, ``y`` are the candidate points (e.g. only meaningful tokens); each window holds
+    its ``n`` nearest of them. Peaks inside a region of ``avoid`` are skipped. With
+    ``names`` (one per point) a region is named after its most central point,
+    ``auto<i>_<name>``, else ``auto<i>``.
+    """
     if k <= 0 or len(x) == 0:
         return []
     hist, xe, ye = np.histogram2d(x, y, bins=bins)
     # 3x3 box smoothing so a peak is a cluster, not one crowded bin
     padded = np.pad(hist, 1)
     smooth = sum(padded[i:i + bins, j:j + bins] for i in range(3) for j in range(3))
-    regions: list[Region] = []
     taken = np.zeros_like(smooth, dtype=bool)
+    centres_x, centres_y = (xe[:-1] + xe[1:]) / 2, (ye[:-1] + ye[1:]) / 2
+    for r in avoid:
+        taken |= np.outer((centres_x >= r.x0) & (centres_x <= r.x1),
+                          (centres_y >= r.y0) & (centres_y <= r.y1))
+    regions: list[Region] = []
     sep = max(2, bins // 8)
     for flat in np.argsort(smooth, axis=None)[::-1]:
         if len(regions) >= k:
@@ -82,15 +115,25 @@ def auto_regions(x: np.ndarray, y: np.ndarray, k: int, n: int = 60, bins: int = 
         else:
             cx, cy = (xe[i] + xe[i + 1]) / 2, (ye[j] + ye[j + 1]) / 2
         box = _window(x, y, cx, cy, n)
-        regions.append(Region(f"auto{len(regions) + 1}", *box, how="auto"))
+        name = f"auto{len(regions) + 1}"
+        if names is not None:
+            central = int(np.argmin(np.hypot(x - (box[0] + box[1]) / 2,
+                                             y - (box[2] + box[3]) / 2)))
+            name += "_" + names[central]
+        regions.append(Region(name, *box, how="auto"))
     return regions
 
 
 def resolve(table: pd.DataFrame, cfg: RenderConfig) -> list[Region]:
-    """Configured zooms first, then ``cfg.auto_zooms`` automatic ones."""
+    """Configured zooms first, then ``cfg.auto_zooms`` automatic ones around clusters of
+    meaningful tokens, away from the configured ones."""
     x, y = table["x"].to_numpy(), table["y"].to_numpy()
     regions = [_configured(table, x, y, z) for z in cfg.zooms]
-    regions += auto_regions(x, y, cfg.auto_zooms)
+    keep = meaningful(table)
+    if keep.sum() < max(cfg.auto_zooms, 1):  # nothing but placeholders: use every token
+        keep[:] = True
+    names = table["display"].astype(str).to_numpy()[keep].tolist()
+    regions += auto_regions(x[keep], y[keep], cfg.auto_zooms, names=names, avoid=regions)
     return regions
 
 
