@@ -5,9 +5,9 @@
 #                                        # slurmctld, slurmd; prints `export SLURM_CONF=...`
 #   scripts/slurm-cluster.sh stop DIR    # cancels every job, stops the daemons by saved PID
 #
-# Everything (config, keys, sockets, state, logs, PID files) lives under DIR; nothing is
-# written to /etc. Client commands need SLURM_CONF=DIR/slurm.conf. Daemons run as the
-# calling user (root in CI). Finished jobs are listed in DIR/jobcomp.txt (jobcomp/filetxt).
+# Everything (config, state, logs, PID files) lives under DIR, munge's key and socket in a
+# /tmp/vocabmap-munge.* folder removed on stop; nothing is written to /etc. Client commands
+# need SLURM_CONF=DIR/slurm.conf. Daemons run as the calling user (root in CI). Finished jobs are listed in DIR/jobcomp.txt (jobcomp/filetxt).
 set -euo pipefail
 
 die() { echo "slurm-cluster: $*" >&2; exit 1; }
@@ -16,8 +16,8 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-write_conf() {  # DIR
-  local dir=$1 node ctld_port slurmd_port
+write_conf() {  # DIR MUNGE_DIR
+  local dir=$1 munge=$2 node ctld_port slurmd_port
   node=$(slurmd -C | head -1 | sed -e 's/^NodeName=[^ ]* //' -e 's/ *UpTime=.*//')
   ctld_port=$(free_port)
   slurmd_port=$(free_port)
@@ -29,7 +29,7 @@ SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$dir/munge/munge.socket
+AuthInfo=socket=$munge/munge.socket
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/slurmctld.pid
@@ -65,17 +65,22 @@ start() {
   for cmd in slurmctld slurmd sbatch munged mungekey; do
     command -v "$cmd" >/dev/null || die "$cmd is missing; install slurmctld slurmd slurm-client munge"
   done
-  mkdir -p "$dir"/{munge,state,spool}
+  mkdir -p "$dir"/{state,spool}
   dir=$(cd "$dir" && pwd)
-  chmod 755 "$dir" "$dir/munge"
-  mungekey --create --keyfile="$dir/munge/munge.key" --force
-  chmod 600 "$dir/munge/munge.key"
+  # munged wants every folder above its socket to be searchable by all users (and a short
+  # path), which a private temp folder is not: its files go to their own folder in /tmp.
+  local munge
+  munge=$(mktemp -d /tmp/vocabmap-munge.XXXXXX)
+  chmod 755 "$munge"
+  echo "$munge" >"$dir/munge.dir"
+  mungekey --create --keyfile="$munge/munge.key" --force
+  chmod 600 "$munge/munge.key"
   start_bg "$dir/munged.pid.bg" "$dir/munged.out" munged --foreground \
-    --socket="$dir/munge/munge.socket" --key-file="$dir/munge/munge.key" \
-    --pid-file="$dir/munge/munged.pid" --seed-file="$dir/munge/munge.seed"
-  for _ in $(seq 50); do [ -S "$dir/munge/munge.socket" ] && break; sleep 0.1; done
-  [ -S "$dir/munge/munge.socket" ] || die "munged did not start; see $dir/munged.out"
-  write_conf "$dir"
+    --socket="$munge/munge.socket" --key-file="$munge/munge.key" \
+    --pid-file="$munge/munged.pid" --seed-file="$munge/munge.seed"
+  for _ in $(seq 50); do [ -S "$munge/munge.socket" ] && break; sleep 0.1; done
+  [ -S "$munge/munge.socket" ] || die "munged did not start; see $dir/munged.out"
+  write_conf "$dir" "$munge"
   export SLURM_CONF=$dir/slurm.conf
   start_bg "$dir/slurmctld.pid.bg" "$dir/slurmctld.out" slurmctld -D -i -f "$SLURM_CONF"
   start_bg "$dir/slurmd.pid.bg" "$dir/slurmd.out" slurmd -D -N localhost -f "$SLURM_CONF"
@@ -112,6 +117,10 @@ stop() {
   stop_pid "$dir/slurmd.pid.bg"
   stop_pid "$dir/slurmctld.pid.bg"
   stop_pid "$dir/munged.pid.bg"
+  if [ -f "$dir/munge.dir" ]; then
+    rm -rf -- "$(cat "$dir/munge.dir")"
+    rm -f "$dir/munge.dir"
+  fi
 }
 
 case "${1:-}" in

@@ -56,10 +56,10 @@ fi
 
 # ---- inside a job: validate first (seconds), so a bad config frees the GPU at once ---------
 CONFIG=${1:-configs/compare.toml}
-cancel_array() {  # a bad config fails every task the same way: stop the pending ones too
+cancel_array() {  # a bad config fails every task the same way: cancel the pending ones
   if [ -n "${SLURM_ARRAY_JOB_ID:-}" ]; then
-    say "cancelling array job $SLURM_ARRAY_JOB_ID"
-    scancel "$SLURM_ARRAY_JOB_ID" || true
+    say "cancelling the pending tasks of array job $SLURM_ARRAY_JOB_ID"
+    scancel --state=PENDING "$SLURM_ARRAY_JOB_ID" || true
   fi
 }
 if ! n=$(python -m job check "$CONFIG") \
