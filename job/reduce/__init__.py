@@ -1,6 +1,7 @@
 """t-SNE backends behind one signature, picked by name.
 
-Every backend module exposes ``fit(X, cfg, knn_graph) -> Layout``. ``X`` is the matrix the
+Every backend module (``opentsne``, ``cuml``, ``sklearn``) exposes
+``fit(X, cfg, knn_graph) -> Layout`` and imports its library lazily. ``X`` is the matrix the
 layout should see (already L2-normalised for ``metric = "cosine"``, on the GPU as a cupy
 array when the backend runs there); ``knn_graph`` is an optional precomputed
 ``(indices, distances)`` pair with ``3 × perplexity`` neighbours per row.
@@ -40,11 +41,19 @@ def n_neighbors(cfg: LayoutConfig, n: int) -> int:
     return int(min(n - 1, max(1, round(3 * cfg.perplexity))))
 
 
-def learning_rate(cfg: LayoutConfig, n: int) -> float:
-    """``auto``: N / early exaggeration (Belkina et al. 2019; N / 12 with the default)."""
+def learning_rate(cfg: LayoutConfig, n: int, exaggeration: float = 1.0) -> float:
+    """``auto``: N / exaggeration of the phase, at least 200 (Belkina et al. 2019; openTSNE's
+    ``auto``): N / 12 during early exaggeration, N after it."""
     if cfg.learning_rate == "auto":
-        return max(float(n) / cfg.early_exaggeration, 200.0)
+        return max(float(n) / exaggeration, 200.0)
     return float(cfg.learning_rate)
+
+
+def threads(cfg: LayoutConfig) -> int:
+    """CPU threads for a backend: ``n_jobs``, or every core for -1."""
+    import os
+
+    return (os.cpu_count() or 1) if cfg.n_jobs == -1 else cfg.n_jobs
 
 
 def cuda_available() -> tuple[bool, str]:

@@ -1,0 +1,227 @@
+"""The backend contract, run against every backend this machine has, and backend choice."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pytest
+
+from job import reduce
+from job.config import LayoutConfig
+from job.knn import knn
+from job.quality import knn_preservation
+from job.reduce import BackendError, Layout, choose
+
+N = 300
+FAST = LayoutConfig(perplexity=10.0, early_exaggeration_iter=60, n_iter=120, n_jobs=1)
+
+
+@pytest.fixture(scope="module")
+def blobs() -> np.ndarray:
+    """Six well-separated Gaussian clusters in 20 dimensions, 300 points."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=8.0, size=(6, 20))
+    return (centres[np.arange(N) % 6] + rng.normal(size=(N, 20))).astype(np.float32)
+
+
+class BackendContract:
+    """Tests every backend must pass; subclasses name the backend and its quirks."""
+
+    backend = ""
+    deterministic = True  # bit-identical layouts for a seed
+    uses_graph = True  # takes the shared kNN graph
+    seeded = True  # the seed changes the layout (not so for a fully deterministic method)
+    required = ("library", "perplexity", "random_state")
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def layout(cls, blobs: np.ndarray) -> Layout:
+        return cls.fit(blobs, FAST)
+
+    @classmethod
+    def fit(cls, X: np.ndarray, cfg: LayoutConfig) -> Layout:
+        graph = knn(X, reduce.n_neighbors(cfg, X.shape[0])) if cls.uses_graph else None
+        return reduce.fit(cls.device(X), cfg, cls.backend, graph)
+
+    @staticmethod
+    def device(X: np.ndarray) -> object:
+        return X
+
+    def test_shape_dtype_finite(self, layout: Layout) -> None:
+        assert layout.backend == self.backend
+        assert layout.coords.shape == (N, 2)
+        assert layout.coords.dtype == np.float32
+        assert np.isfinite(layout.coords).all()
+        assert np.ptp(layout.coords, axis=0).min() > 1.0  # spread out, not collapsed
+
+    def test_keeps_neighbourhoods(self, blobs: np.ndarray, layout: Layout) -> None:
+        score = knn_preservation(blobs, layout.coords, k=10, sample=N)
+        assert score["knn_preservation"] > 10 * score["chance"]
+
+    def test_records_effective_params(self, layout: Layout) -> None:
+        for key in self.required:
+            assert key in layout.params, key
+        assert layout.params["random_state"] == FAST.seed
+
+    def test_same_seed_same_layout(self, blobs: np.ndarray, layout: Layout) -> None:
+        again = self.fit(blobs, FAST)
+        if self.deterministic:
+            np.testing.assert_array_equal(again.coords, layout.coords)
+        else:  # documented as not bit-reproducible: the same neighbourhoods instead
+            same = knn_preservation(layout.coords, again.coords, k=10, sample=N)
+            assert same["knn_preservation"] > 0.8
+
+    def test_another_seed_another_layout(self, blobs: np.ndarray, layout: Layout) -> None:
+        if not self.seeded:
+            pytest.skip(f"{self.backend}: PCA init and exact gradients use no randomness")
+        other = self.fit(blobs, dataclasses.replace(FAST, seed=7))
+        assert not np.array_equal(other.coords, layout.coords)
+
+
+class TestOpenTSNE(BackendContract):
+    backend = "opentsne"
+    required = ("library", "perplexity", "random_state", "n_neighbors", "learning_rate",
+                "momentum", "early_exaggeration", "early_exaggeration_iter", "n_iter")
+
+    def test_learning_rate_per_phase(self, layout: Layout) -> None:
+        assert layout.params["learning_rate"] == [200.0, 300.0]  # max(N / 12, 200), N
+        assert layout.params["n_neighbors"] == 30  # 3 × perplexity
+
+    def test_threads_do_not_change_the_layout(self, blobs: np.ndarray, layout: Layout) -> None:
+        two = self.fit(blobs, dataclasses.replace(FAST, n_jobs=2))
+        np.testing.assert_allclose(two.coords, layout.coords, atol=1e-3)
+
+
+class TestSklearn(BackendContract):
+    backend = "sklearn"
+    uses_graph = False
+    seeded = False
+    required = ("library", "perplexity", "random_state", "learning_rate_effective",
+                "early_exaggeration_iter", "iterations_run", "method", "init")
+
+    def test_post_method_params(self, layout: Layout) -> None:
+        assert layout.params["method"] == "barnes_hut" and layout.params["init"] == "pca"
+        assert layout.params["early_exaggeration_iter"] == 250  # fixed in scikit-learn
+
+
+@pytest.mark.gpu
+class TestCuml(BackendContract):
+    backend = "cuml"
+    deterministic = False  # cuML: "not completely deterministic ... even with random_state"
+    required = ("library", "perplexity", "random_state", "n_neighbors", "learning_rate_method",
+                "pre_learning_rate", "post_learning_rate", "init", "method", "gpu")
+
+    @pytest.fixture(autouse=True, scope="class")
+    def _needs_cuml(self) -> None:
+        pytest.importorskip("cuml", reason="cuML is not installed")
+
+    @staticmethod
+    def device(X: np.ndarray) -> object:
+        import cupy
+
+        return cupy.asarray(X)
+
+
+def test_cuml_params_pin_every_default() -> None:
+    """The keyword arguments handed to cuML, checked without cuML."""
+    from job.reduce.cuml import tsne_params
+
+    cfg = LayoutConfig()
+    params = tsne_params(cfg, 30522)
+    assert params["method"] == "fft" and params["init"] == "pca"
+    assert params["learning_rate_method"] is None
+    assert params["n_neighbors"] == 90 and params["perplexity"] == 30.0
+    assert params["learning_rate"] == pytest.approx(30522 / 12)
+    assert params["exaggeration_iter"] == cfg.early_exaggeration_iter
+    assert params["max_iter"] == cfg.early_exaggeration_iter + cfg.n_iter
+    assert params["random_state"] == 42 and params["square_distances"] is True
+    assert (params["pre_momentum"], params["post_momentum"]) == (0.8, 0.8)
+    small = tsne_params(dataclasses.replace(cfg, perplexity=50.0), 100, iter_name="n_iter")
+    assert small["n_neighbors"] == 99 and small["perplexity"] == pytest.approx(33.0)
+    assert "n_iter" in small and "max_iter" not in small
+
+
+def test_choose_auto_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    ok, _ = reduce.cuda_available()
+    has_cuml, _ = reduce.cuml_available()
+    name, why = choose("auto")
+    assert name == ("cuml" if ok and has_cuml else "opentsne")
+    assert why  # a reason for the log
+    if name == "opentsne":
+        assert why.startswith("CPU: ")
+
+
+def test_cuml_without_gpu_is_a_clear_error() -> None:
+    ok, _ = reduce.cuda_available()
+    if ok:
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(BackendError, match="needs a CUDA GPU.*opentsne"):
+        choose("cuml")
+
+
+def test_unknown_backend_names_the_choices() -> None:
+    with pytest.raises(BackendError, match="auto, opentsne, cuml, sklearn"):
+        choose("umap")
+
+
+def test_fit_rejects_a_broken_layout(monkeypatch: pytest.MonkeyPatch,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    import job.reduce.opentsne as backend
+
+    def nan_fit(X: np.ndarray, cfg: LayoutConfig, graph: object) -> Layout:
+        return Layout(np.full((X.shape[0], 2), np.nan, dtype=np.float32), "opentsne")
+
+    monkeypatch.setattr(backend, "fit", nan_fit)
+    with caplog.at_level(logging.INFO), pytest.raises(BackendError, match="bad layout"):
+        reduce.fit(np.zeros((10, 3), dtype=np.float32), FAST, "opentsne")
+
+
+def test_cuml_plumbing_without_a_gpu(monkeypatch: pytest.MonkeyPatch,
+                                     blobs: np.ndarray) -> None:
+    """What job.reduce.cuml hands cuML, checked with a stand-in TSNE where cuML is absent
+    (the real one runs in TestCuml on a GPU): pinned kwargs, the shared graph as an
+    (indices, distances) tuple of (n, 3 × perplexity) arrays, a copy of the distances."""
+    import sys
+    import types
+
+    import job.reduce.cuml as backend
+
+    seen: dict[str, object] = {}
+
+    class StandInTSNE:
+        def __init__(self, *, n_components: int = 2, max_iter: int = 1000,
+                     **kwargs: object) -> None:
+            seen["kwargs"] = {"n_components": n_components, "max_iter": max_iter, **kwargs}
+            self.n_iter_, self.kl_divergence_ = max_iter, 1.5
+
+        def fit_transform(self, X: np.ndarray, knn_graph: tuple) -> np.ndarray:
+            seen["X"], seen["graph"] = X, knn_graph
+            return X[:, :2] * 10
+
+    fake_cupy = types.SimpleNamespace(
+        asarray=np.asarray, asnumpy=np.asarray, ascontiguousarray=np.ascontiguousarray,
+        float32=np.float32, int64=np.int64)
+    manifold = types.ModuleType("cuml.manifold")
+    manifold.TSNE = StandInTSNE  # type: ignore[attr-defined]
+    cuml = types.ModuleType("cuml")
+    cuml.manifold, cuml.__version__ = manifold, "stand-in"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    monkeypatch.setitem(sys.modules, "cuml", cuml)
+    monkeypatch.setitem(sys.modules, "cuml.manifold", manifold)
+    monkeypatch.setattr(backend, "cuda_available", lambda: (True, "Stand-in GPU"))
+    graph = knn(blobs, 60)  # wider than needed: the backend takes the first 3 × perplexity
+    layout = backend.fit(blobs, FAST, graph)
+    kwargs = seen["kwargs"]
+    assert kwargs["learning_rate_method"] is None and kwargs["init"] == "pca"
+    assert kwargs["method"] == "fft" and kwargs["n_neighbors"] == 30
+    assert kwargs["max_iter"] == FAST.early_exaggeration_iter + FAST.n_iter
+    idx, dist = seen["graph"]
+    np.testing.assert_array_equal(idx, graph[0][:, :30])
+    np.testing.assert_allclose(dist, graph[1][:, :30])
+    assert dist.dtype == np.float32 and idx.dtype == np.int64
+    assert not np.shares_memory(dist, graph[1])  # cuML squares them in place: a copy
+    assert layout.params["gpu"] == "Stand-in GPU"
+    assert layout.params["post_learning_rate"] == 2 * layout.params["pre_learning_rate"]
+    assert layout.coords.shape == (N, 2)
