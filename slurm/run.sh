@@ -89,9 +89,13 @@ if [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
   # to compare the others and name the failed one.
   if [ "$SLURM_ARRAY_TASK_ID" = "${SLURM_ARRAY_TASK_MIN:-0}" ] \
       && [ "${SLURM_RESTART_COUNT:-0}" = 0 ] && [ "$n" -gt 1 ]; then
-    id=$(submit_compare "afterany:$SLURM_ARRAY_JOB_ID" \
-      "logs/${SLURM_JOB_NAME}_${SLURM_ARRAY_JOB_ID}_{index}.out")
-    say "comparison submitted as job $id (runs after array job $SLURM_ARRAY_JOB_ID ends)"
+    if id=$(submit_compare "afterany:$SLURM_ARRAY_JOB_ID" \
+        "logs/${SLURM_JOB_NAME}_${SLURM_ARRAY_JOB_ID}_{index}.out"); then
+      say "comparison submitted as job $id (runs after array job $SLURM_ARRAY_JOB_ID ends)"
+    else  # e.g. a partition that refuses jobs without a GPU: map the model anyway
+      say "could not submit the comparison (set VOCABMAP_COMPARE_SBATCH, e.g. '-p cpu');" \
+          "run it later: python -m job compare --config $CONFIG"
+    fi
   fi
   exec python -m job run "$CONFIG" --index "$SLURM_ARRAY_TASK_ID"
 fi
