@@ -111,6 +111,9 @@ class RenderConfig:
     html_max_labels: int = 300  # labels on the page at once at most
     html_label_points: int = 3000  # the page labels tokens once at most this many are in view
     zooms: tuple[ZoomConfig, ...] = ()
+    # shorthand: one anchor zoom per token, named after it; a token missing from a model's
+    # vocabulary is skipped with a warning, so one list can serve several models
+    anchors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

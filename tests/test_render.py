@@ -175,3 +175,17 @@ def test_render_redraws_a_finished_run_without_recomputing(fast_config: Path,
     assert manifest["rendered"]["color_by"] == "script"
     assert cli.main(["render", str(folder), "--color-by", "nope"]) == 2
     assert "vocabmap: error: render.color_by = 'nope'" in capsys.readouterr().err
+
+
+def test_anchor_list_gives_one_zoom_per_token_and_skips_missing_ones(
+        caplog: pytest.LogCaptureFixture) -> None:
+    words = ["優勝", "研究", "東京"] + [f"w{i}" for i in range(300)]
+    rng = np.random.default_rng(3)
+    table = table_of(words, rng.normal(0, 10, size=(len(words), 2)))
+    cfg = dataclasses.replace(CFG, auto_zooms=0, anchors=("優勝", "東京", "king"))
+    regions = zooms.resolve(table, cfg)
+    assert [r.name for r in regions] == ["優勝", "東京"]
+    assert "skipping 'king'" in caplog.text
+    img, placed = raster.zoom(table, regions[0], cfg)
+    assert "優勝" in [p.text for p in placed]
+    assert pictures.zoom_file("優勝") != pictures.zoom_file("東京")

@@ -30,8 +30,10 @@ POINT_SIZE = 3  # screen pixels
 LOD_POINTS = 20_000  # points drawn per frame while zooming or panning
 LABEL_FONT = "12px sans-serif"
 
-# Built once per page (first callback to run): all layers' points in flat arrays, the
-# visiting order for labels (lowest token id first), and a uniform grid for hover look-ups.
+# Built once per page (by the first callback that runs): all layers' points in flat
+# arrays, a uniform grid over them (cells in counting-sort order) for view and hover
+# queries, and two plain DOM elements (hover tip, status line). Changing those costs no
+# bokeh repaint, which matters when a repaint means 250k points.
 JS_INIT = """
 const S = window.vocabmap || (window.vocabmap = {stats: {}});
 if (!S.n) {
@@ -48,9 +50,6 @@ if (!S.n) {
       S.text[k] = d.display[i]; S.layer[k] = c;
     }
   });
-  S.order = new Int32Array(n);
-  for (let i = 0; i < n; i++) S.order[i] = i;
-  S.order.sort((a, b) => S.id[a] - S.id[b]);
   let gx0 = Infinity, gx1 = -Infinity, gy0 = Infinity, gy1 = -Infinity;
   for (let i = 0; i < n; i++) {
     gx0 = Math.min(gx0, S.x[i]); gx1 = Math.max(gx1, S.x[i]);
@@ -58,89 +57,111 @@ if (!S.n) {
   }
   const G = Math.max(8, Math.min(1024, Math.ceil(Math.sqrt(n / 4))));
   const cw = (gx1 - gx0) / G || 1, ch = (gy1 - gy0) / G || 1;
+  const col = (x) => Math.min(G - 1, Math.max(0, Math.floor((x - gx0) / cw)));
+  const row = (y) => Math.min(G - 1, Math.max(0, Math.floor((y - gy0) / ch)));
   const cell = new Int32Array(n), start = new Int32Array(G * G + 1);
-  for (let i = 0; i < n; i++) {
-    const cx = Math.min(G - 1, Math.floor((S.x[i] - gx0) / cw));
-    const cy = Math.min(G - 1, Math.floor((S.y[i] - gy0) / ch));
-    cell[i] = cy * G + cx; start[cell[i] + 1]++;
-  }
+  for (let i = 0; i < n; i++) { cell[i] = row(S.y[i]) * G + col(S.x[i]); start[cell[i] + 1]++; }
   for (let c = 0; c < G * G; c++) start[c + 1] += start[c];
   const fill = start.slice(0, G * G), members = new Int32Array(n);
   for (let i = 0; i < n; i++) members[fill[cell[i]]++] = i;
-  S.grid = {G, gx0, gy0, cw, ch, start, members};
+  S.grid = {G, col, row, start, members};
   S.ctx = document.createElement("canvas").getContext("2d");
   S.ctx.font = FONT;
+  const box = (id, css) => {
+    const el = document.createElement("div");
+    el.id = id;
+    el.style.cssText = "position: fixed; z-index: 10; pointer-events: none; " + css;
+    document.body.appendChild(el);
+    return el;
+  };
+  S.tip = box("vocabmap-tip", "display: none; font: 13px sans-serif; padding: 2px 6px; "
+    + "background: #ffffe0; border: 1px solid #888;");
+  S.ring = box("vocabmap-ring", "display: none; width: 10px; height: 10px; "
+    + "border: 2px solid black; border-radius: 50%;");
+  S.status = box("vocabmap-status", "left: 8px; bottom: 4px; font: 12px sans-serif; "
+    + "padding: 1px 6px; background: rgba(255, 255, 255, 0.8);");
   S.n = n;
   S.stats.init_ms = performance.now() - t0;
 }
+const view = Bokeh.index.find_one(fig);  // null until the plot's view is built
 """
 
-# Labels and the status line, run (debounced) whenever the view changes.
+# Points in view and labels: once per task however many range events fired, before the
+# next paint. Whole grid cells inside the view are counted without visiting their points.
 JS_VIEW = JS_INIT + """
-clearTimeout(S.timer);
-S.timer = setTimeout(() => {
-  const t0 = performance.now();
-  const x0 = fig.x_range.start, x1 = fig.x_range.end, y0 = fig.y_range.start, y1 = fig.y_range.end;
-  const W = fig.inner_width, H = fig.inner_height;
-  if (!(W > 0 && H > 0 && x1 > x0 && y1 > y0)) return;
-  const shown = layers.map((r) => r.visible);
-  const picked = [];
-  let inView = 0;
-  for (let j = 0; j < S.n; j++) {
-    const i = S.order[j], x = S.x[i], y = S.y[i];
-    if (x < x0 || x > x1 || y < y0 || y > y1 || !shown[S.layer[i]]) continue;
-    inView++;
-    if (inView <= LABEL_POINTS) picked.push(i);
-  }
-  const out = {x: [], y: [], text: [], dx: []};
-  if (inView <= LABEL_POINTS) {
-    const C = 4, cols = Math.ceil(W / C) + 1, rows = Math.ceil(H / C) + 1;
-    const used = new Uint8Array(cols * rows), h = 14;
-    const free = (a, b, c, d) => {
-      if (a < 0 || b < 0 || c > W || d > H) return false;
-      for (let v = Math.floor(b / C); v <= Math.floor(d / C); v++)
-        for (let u = Math.floor(a / C); u <= Math.floor(c / C); u++)
-          if (used[v * cols + u]) return false;
-      return true;
-    };
-    const take = (a, b, c, d) => {
-      for (let v = Math.floor(b / C); v <= Math.floor(d / C); v++)
-        for (let u = Math.floor(a / C); u <= Math.floor(c / C); u++) used[v * cols + u] = 1;
-    };
-    for (const i of picked) {
-      if (out.x.length >= MAX_LABELS) break;
-      const px = (S.x[i] - x0) / (x1 - x0) * W, py = (y1 - S.y[i]) / (y1 - y0) * H;
-      const w = S.ctx.measureText(S.text[i]).width + 4;
-      for (const dx of [4, -4 - w]) {
-        if (free(px + dx, py - h / 2, px + dx + w, py + h / 2)) {
-          take(px + dx, py - h / 2, px + dx + w, py + h / 2);
-          out.x.push(S.x[i]); out.y.push(S.y[i]); out.text.push(S.text[i]); out.dx.push(dx + 2);
-          break;
+S.schedule = S.schedule || (() => {
+  if (!S.queued) { S.queued = true; queueMicrotask(() => { S.queued = false; S.update(); }); }
+});
+S.update = S.update || (() => {
+    const t0 = performance.now(), g = S.grid;
+    const x0 = fig.x_range.start, x1 = fig.x_range.end, y0 = fig.y_range.start;
+    const built = Bokeh.index.find_one(fig), y1 = fig.y_range.end, bbox = built && built.frame.bbox;
+    const W = bbox ? bbox.width : 0, H = bbox ? bbox.height : 0;
+    if (!(W > 0 && H > 0 && x1 > x0 && y1 > y0)) { setTimeout(S.schedule, 50); return; }
+    const shown = layers.map((r) => r.visible), all = shown.every((v) => v);
+    const u0 = g.col(x0), u1 = g.col(x1), v0 = g.row(y0), v1 = g.row(y1);
+    let inView = 0, picked = [];
+    for (let v = v0; v <= v1; v++) for (let u = u0; u <= u1; u++) {
+      const c = v * g.G + u, a = g.start[c], b = g.start[c + 1];
+      if (all && u > u0 && u < u1 && v > v0 && v < v1) {
+        inView += b - a;
+        if (inView <= LABEL_POINTS) for (let k = a; k < b; k++) picked.push(g.members[k]);
+        continue;
+      }
+      for (let k = a; k < b; k++) {
+        const i = g.members[k], x = S.x[i], y = S.y[i];
+        if (x < x0 || x > x1 || y < y0 || y > y1 || !shown[S.layer[i]]) continue;
+        if (++inView <= LABEL_POINTS) picked.push(i);
+      }
+    }
+    const out = {x: [], y: [], text: [], dx: []};
+    if (inView <= LABEL_POINTS) {
+      picked.sort((a, b) => S.id[a] - S.id[b]);  // lowest id (most frequent) first
+      const C = 4, cols = Math.ceil(W / C) + 1, rows = Math.ceil(H / C) + 1;
+      const used = new Uint8Array(cols * rows), h = 14;
+      const free = (a, b, c, d) => {
+        if (a < 0 || b < 0 || c > W || d > H) return false;
+        for (let v = Math.floor(b / C); v <= Math.floor(d / C); v++)
+          for (let u = Math.floor(a / C); u <= Math.floor(c / C); u++)
+            if (used[v * cols + u]) return false;
+        return true;
+      };
+      const take = (a, b, c, d) => {
+        for (let v = Math.floor(b / C); v <= Math.floor(d / C); v++)
+          for (let u = Math.floor(a / C); u <= Math.floor(c / C); u++) used[v * cols + u] = 1;
+      };
+      for (const i of picked) {
+        if (out.x.length >= MAX_LABELS) break;
+        const px = (S.x[i] - x0) / (x1 - x0) * W, py = (y1 - S.y[i]) / (y1 - y0) * H;
+        const w = S.ctx.measureText(S.text[i]).width + 4;
+        for (const dx of [4, -4 - w]) {
+          if (free(px + dx, py - h / 2, px + dx + w, py + h / 2)) {
+            take(px + dx, py - h / 2, px + dx + w, py + h / 2);
+            out.x.push(S.x[i]); out.y.push(S.y[i]); out.text.push(S.text[i]); out.dx.push(dx + 2);
+            break;
+          }
         }
       }
     }
-  }
-  if (out.x.length || labels.data.x.length) labels.data = out;
-  const more = inView > LABEL_POINTS
-    ? ` (labels below ${LABEL_POINTS.toLocaleString()} in view: zoom in)` : "";
-  status.text = `${inView.toLocaleString()} of ${S.n.toLocaleString()} tokens in view, `
-    + `${out.x.length} labelled${more}`;
-  Object.assign(S.stats, {in_view: inView, labels: out.x.length, view_ms: performance.now() - t0,
-                          updates: (S.stats.updates || 0) + 1});
-}, 40);
+    if (out.x.length || labels.data.x.length) labels.data = out;
+    const more = inView > LABEL_POINTS
+      ? ` (labels below ${LABEL_POINTS.toLocaleString()} in view: zoom in)` : "";
+    S.status.textContent = `${inView.toLocaleString()} of ${S.n.toLocaleString()} tokens `
+      + `in view, ${out.x.length} labelled${more}`;
+    Object.assign(S.stats, {in_view: inView, labels: out.x.length,
+                            view_ms: performance.now() - t0, updates: (S.stats.updates || 0) + 1});
+});
+S.schedule();
 """
 
 # Hover: the nearest shown token within 8 pixels of the cursor, looked up in the grid.
 JS_HOVER = JS_INIT + """
-const t0 = performance.now();
+const t0 = performance.now(), g = S.grid, qx = cb_obj.x, qy = cb_obj.y;
 const x0 = fig.x_range.start, x1 = fig.x_range.end, y0 = fig.y_range.start, y1 = fig.y_range.end;
-const rx = 8 * (x1 - x0) / fig.inner_width, ry = 8 * (y1 - y0) / fig.inner_height;
-const g = S.grid, qx = cb_obj.x, qy = cb_obj.y;
+const rx = 8 * (x1 - x0) / view.frame.bbox.width, ry = 8 * (y1 - y0) / view.frame.bbox.height;
 let best = -1, bestD = 1;
 if (cb_obj.event_name === "mousemove" && rx > 0 && ry > 0) {
-  const col = (x) => Math.min(g.G - 1, Math.max(0, Math.floor((x - g.gx0) / g.cw)));
-  const row = (y) => Math.min(g.G - 1, Math.max(0, Math.floor((y - g.gy0) / g.ch)));
-  const u0 = col(qx - rx), u1 = col(qx + rx), v0 = row(qy - ry), v1 = row(qy + ry);
+  const u0 = g.col(qx - rx), u1 = g.col(qx + rx), v0 = g.row(qy - ry), v1 = g.row(qy + ry);
   for (let v = v0; v <= v1; v++) for (let u = u0; u <= u1; u++) {
     const c = v * g.G + u;
     for (let k = g.start[c]; k < g.start[c + 1]; k++) {
@@ -152,11 +173,14 @@ if (cb_obj.event_name === "mousemove" && rx > 0 && ry > 0) {
   }
 }
 if (best < 0) {
-  tip.visible = false; mark.data = {x: [], y: []};
+  S.tip.style.display = "none"; S.ring.style.display = "none";
 } else {
-  tip.x = S.x[best]; tip.y = S.y[best];
-  tip.text = `${S.text[best]}  ·  ${names[S.layer[best]]}  ·  id ${S.id[best]}`;
-  tip.visible = true; mark.data = {x: [S.x[best]], y: [S.y[best]]};
+  const r = view.el.getBoundingClientRect();
+  const sx = r.left + view.frame.x_scale.compute(S.x[best]);
+  const sy = r.top + view.frame.y_scale.compute(S.y[best]);
+  S.tip.textContent = `${S.text[best]}  ·  ${names[S.layer[best]]}  ·  id ${S.id[best]}`;
+  Object.assign(S.tip.style, {display: "block", left: `${sx + 10}px`, top: `${sy + 8}px`});
+  Object.assign(S.ring.style, {display: "block", left: `${sx - 7}px`, top: `${sy - 7}px`});
 }
 S.stats.hover = best < 0 ? null : S.text[best];
 S.stats.hover_ms = performance.now() - t0;
@@ -246,7 +270,7 @@ def build(table: pd.DataFrame, cfg: RenderConfig, regions: list[Region], title: 
     """The bokeh Document of the page."""
     from bokeh.document import Document
     from bokeh.events import DocumentReady, MouseLeave, MouseMove
-    from bokeh.models import ColumnDataSource, CustomJS, Label, LabelSet
+    from bokeh.models import ColumnDataSource, CustomJS, LabelSet
 
     layers = _layers(table, cfg)
     fig, renderers = _points_figure(layers, title)
@@ -257,32 +281,17 @@ def build(table: pd.DataFrame, cfg: RenderConfig, regions: list[Region], title: 
     fig.add_layout(LabelSet(x="x", y="y", text="text", x_offset="dx", source=labels,
                             text_font_size="12px", text_baseline="middle",
                             background_fill_color="white", background_fill_alpha=0.7))
-    mark = ColumnDataSource({"x": [], "y": []})
-    fig.scatter("x", "y", source=mark, size=10, fill_alpha=0, line_color="black",
-                line_width=2)
-    tip = Label(x=0, y=0, text="", visible=False, x_offset=8, y_offset=8,
-                text_font_size="13px", background_fill_color="#ffffe0",
-                background_fill_alpha=0.95, border_line_color="#888888")
-    fig.add_layout(tip)
-    # the status line lives inside the plot: changing a Div's text re-lays the page out,
-    # which (bokeh 3.9) leaves the legend without its swatches
-    status = Label(x=6, y=6, x_units="screen", y_units="screen", text="",
-                   text_font_size="12px", background_fill_color="white",
-                   background_fill_alpha=0.8)
-    fig.add_layout(status)
     consts = {"FONT": LABEL_FONT, "LABEL_POINTS": cfg.html_label_points,
               "MAX_LABELS": cfg.html_max_labels}
     prelude = "".join(f"const {k} = {v!r};\n" for k, v in consts.items())
     common = {"sources": sources, "layers": renderers, "fig": fig}
-    on_view = CustomJS(args=common | {"labels": labels, "status": status},
-                       code=prelude + JS_VIEW)
+    on_view = CustomJS(args=common | {"labels": labels}, code=prelude + JS_VIEW)
     for rng in (fig.x_range, fig.y_range):
         rng.js_on_change("start", on_view)
         rng.js_on_change("end", on_view)
     for renderer in renderers:
         renderer.js_on_change("visible", on_view)
-    on_hover = CustomJS(args=common | {"tip": tip, "mark": mark,
-                                       "names": [name for name, _, _ in layers]},
+    on_hover = CustomJS(args=common | {"names": [name for name, _, _ in layers]},
                         code=prelude + JS_HOVER)
     fig.js_on_event(MouseMove, on_hover)
     fig.js_on_event(MouseLeave, on_hover)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,15 @@ def zoom_file(name: str) -> str:
 
 
 def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path) -> dict[str, Any]:
-    """Draw the overview, the zooms and (if enabled) the page into ``folder``."""
+    """Draw the overview, the zooms and (if enabled) the page into ``folder``; returns what
+    was drawn, with seconds per part."""
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
     regions = zooms.resolve(table, cfg)
     image, _ = raster.overview(table, regions, cfg)
     _save_png(image, folder / "overview.png")
+    seconds["overview"] = time.perf_counter() - start
+    start = time.perf_counter()
     drawn = []
     for region in regions:
         img, labels = raster.zoom(table, region, cfg)
@@ -41,10 +47,17 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path) -> dict[str
                  inside, len(labels), " ".join(sample))
         drawn.append(region.as_dict() | {"file": name, "points": inside,
                                          "labels": len(labels), "examples": sample})
+    seconds["zooms"] = time.perf_counter() - start
     files = ["overview.png"] + [d["file"] for d in drawn]
+    facts: dict[str, Any] = {}
     if cfg.html:
         from job.render import page
 
-        page.write(table, cfg, regions, folder / "map.html")
+        start = time.perf_counter()
+        facts["page_bytes"] = page.write(table, cfg, regions, folder / "map.html")["bytes"]
+        seconds["page"] = time.perf_counter() - start
         files.append("map.html")
-    return {"color_by": cfg.color_by, "zooms": drawn, "files": files}
+    seconds = {k: round(v, 2) for k, v in seconds.items()}
+    log.info("rendered in %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
+    return {"color_by": cfg.color_by, "zooms": drawn, "files": files, "seconds": seconds,
+            **facts}

@@ -125,10 +125,16 @@ def auto_regions(x: np.ndarray, y: np.ndarray, k: int, n: int = 60, bins: int = 
 
 
 def resolve(table: pd.DataFrame, cfg: RenderConfig) -> list[Region]:
-    """Configured zooms first, then ``cfg.auto_zooms`` automatic ones around clusters of
-    meaningful tokens, away from the configured ones."""
+    """Configured zooms (``zooms``, then one per token of ``anchors``), then
+    ``cfg.auto_zooms`` automatic ones around clusters of meaningful tokens, away from the
+    configured ones."""
     x, y = table["x"].to_numpy(), table["y"].to_numpy()
     regions = [_configured(table, x, y, z) for z in cfg.zooms]
+    for anchor in cfg.anchors:
+        try:
+            regions.append(_configured(table, x, y, ZoomConfig(name=anchor, anchor=anchor)))
+        except ZoomError as err:
+            log.warning("render.anchors: skipping %r: %s", anchor, str(err).split(";")[0])
     keep = meaningful(table)
     if keep.sum() < max(cfg.auto_zooms, 1):  # nothing but placeholders: use every token
         keep[:] = True
