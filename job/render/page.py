@@ -2,9 +2,12 @@
 
 The points are drawn by holoviews (one layer per colour, so the legend can hide a layer);
 bokeh adds what must stay cheap at 250k points: one browser-side pass builds a grid over
-all points, hover asks that grid for the single nearest token under the cursor, and labels
-are placed (without overlaps, lowest token id first) only once few enough tokens are in
-view. All JavaScript and data are inlined, so the page opens with no network.
+all points; hover asks that grid for the single nearest token under the cursor; after each
+view change the grid counts the points in view (whole cells at once) and, once few enough
+are in view, labels them without overlaps, lowest token id first. Hover tip and status
+line are plain DOM elements, so neither costs a repaint of the points; while zooming or
+panning bokeh draws a decimated subset (level of detail). All JavaScript and data are
+inlined, so the page opens with no network.
 """
 
 from __future__ import annotations
