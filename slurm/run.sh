@@ -6,7 +6,8 @@
 #                                                 the comparison, run after every task ended
 #   bash slurm/run.sh [SBATCH FLAGS] [CONFIG]     on the login node: validate the config,
 #                                                 then submit itself as an array of the right
-#                                                 size (nothing is queued if it is invalid)
+#                                                 size (nothing is queued if it is invalid);
+#                                                 flags as --long=value or -x value
 #
 # CONFIG defaults to configs/compare.toml. Partition, GPU type, time, memory: the usual sbatch
 # flags (`sbatch -p a100 --gres=gpu:a100:1 --time=1:00:00 slurm/run.sh`), which override the
@@ -44,8 +45,16 @@ export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 
 # ---- login node: validate, then submit ourselves -------------------------------------------
 if [ -z "${SLURM_JOB_ID:-}" ]; then
+  # sbatch flags first: --long=value, --long-switch, or a one-letter option and its value
   flags=()
-  while [ $# -gt 0 ] && [ "${1#-}" != "$1" ]; do flags+=("$1"); shift; done
+  while [ $# -gt 0 ] && [ "${1#-}" != "$1" ]; do
+    flags+=("$1")
+    if [[ $1 =~ ^-[A-Za-z]$ && ! $1 =~ ^-[HQWhvVsOk]$ && $# -gt 1 ]]; then
+      flags+=("$2")
+      shift
+    fi
+    shift
+  done
   CONFIG=${1:-configs/compare.toml}
   n=$(python -m job check "$CONFIG") || exit 2
   python -m job compare --config "$CONFIG" --dry-run >/dev/null || exit 2

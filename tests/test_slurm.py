@@ -122,9 +122,13 @@ def finished(env: dict[str, str], timeout: float = 300, count: int = 1, **match:
 
 @pytest.fixture(scope="module")
 def array_run(cluster: dict[str, str], work: Path) -> dict[str, object]:
-    """`sbatch --array=0-2 slurm/run.sh three.toml`, waited for, then its comparison."""
+    """`bash slurm/run.sh three.toml` on the "login node": it validates the config and runs
+    `sbatch --array=0-2` on itself (here with --wait); then the comparison is waited for."""
     start = time.monotonic()
-    proc = sbatch(cluster, work, "--array=0-2", str(ROOT / "slurm" / "run.sh"), "three.toml")
+    proc = subprocess.run(["bash", str(ROOT / "slurm" / "run.sh"), "--wait", *CPU, "-J",
+                           "vocabmap", "three.toml"], cwd=work, env=cluster,
+                          capture_output=True, text=True, timeout=400)
+    assert "3 model(s); submitting an array of 3 task(s)" in proc.stderr, proc.stderr
     array = job_id(proc)
     first_log = (work / "logs" / f"vocabmap_{array}_0.out").read_text()
     found = re.search(r"comparison submitted as job (\d+)", first_log)

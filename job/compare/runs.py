@@ -130,7 +130,12 @@ def load_vectors(run: Run, keys: set[str]) -> None:
     """
     from job import source
 
-    path = run.manifest.get("model", {}).get("path", "")
+    model = run.manifest.get("model", {})
+    if model.get("embeddings", "input") != "input":
+        run.vectors_error = (f"a {model['embeddings']} run: its vectors are not stored, only "
+                             "input embeddings can be re-read")
+        return
+    path = model.get("path", "")
     try:
         emb = source.load(ModelConfig(id=path))
     except (source.SourceError, OSError) as err:
