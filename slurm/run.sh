@@ -85,6 +85,7 @@ submit_compare() {  # DEPENDENCY LOG_PATTERN: the comparison as its own CPU-only
   [ -n "${SLURM_JOB_ACCOUNT:-}" ] && extra+=(--account="$SLURM_JOB_ACCOUNT")
   [ -n "${SLURM_CPUS_PER_TASK:-}" ] && extra+=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
   [ -n "${SLURM_MEM_PER_NODE:-}" ] && extra+=(--mem="$SLURM_MEM_PER_NODE")
+  [ -n "${SLURM_MEM_PER_CPU:-}" ] && extra+=(--mem-per-cpu="$SLURM_MEM_PER_CPU")
   # shellcheck disable=SC2206
   extra+=(${VOCABMAP_COMPARE_SBATCH:-})
   sbatch --parsable --dependency="$1" --kill-on-invalid-dep=no \

@@ -57,6 +57,28 @@ def test_keys_match_word_start_markers_across_families() -> None:
     assert keys[6] == "▁The"  # case is kept
 
 
+def test_keys_of_three_real_tokenizer_families_meet(tmp_path: Path) -> None:
+    """WordPiece, GPT-2 byte-level BPE and SentencePiece-style BPE tables share keys."""
+    from transformers import BertTokenizerFast
+
+    from job.tokens import build_table
+    from tests.builders import gpt2_tokenizer, llama_tokenizer, wordpiece_vocab
+
+    vocab = wordpiece_vocab()
+    tokenizers = {"wordpiece": BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}),
+                  "bytelevel": gpt2_tokenizer(tmp_path / "gpt2"),
+                  "sentencepiece": llama_tokenizer(tmp_path / "llama")}
+    keys = {}
+    for family, tok in tokenizers.items():
+        table = build_table(tok, max(tok.get_vocab().values()) + 1)
+        assert table.attrs["family"] == family
+        keys[family] = set(token_keys(table).dropna())
+    common = keys["wordpiece"] & keys["bytelevel"] & keys["sentencepiece"]
+    # "1990" at a word start (1990 / Ġ1990 / ▁1990); "ing" inside a word (##ing / ing / ing)
+    assert {"▁1990", "ing"} <= common
+    assert not any(k.startswith(("##", "Ġ", "▁▁")) for ks in keys.values() for k in ks)
+
+
 def test_procrustes_matches_scipy_and_undoes_a_similarity() -> None:
     rng = np.random.default_rng(0)
     ref = rng.normal(size=(80, 2))
