@@ -120,8 +120,9 @@ def overview(table: pd.DataFrame, regions: list[Region], cfg: RenderConfig,
         (px0, px1), (py1, py0) = canvas.to_pixels(np.array([region.x0, region.x1]),
                                                   np.array([region.y0, region.y1]))
         draw.rectangle((px0, py0, px1, py1), outline="#000000", width=2)
-        lab.draw_text(draw, (px0 + 2, py0 - cfg.font_size - 6), region.name, cfg.font_size,
-                      stroke=2)
+        _, ascent, descent = lab.measure(region.name, cfg.font_size)
+        lab.draw_text(draw, (px0 + 2, py0 - ascent - descent - 4), region.name,
+                      cfg.font_size, stroke=2)
     counts = frame[cfg.color_by].value_counts().to_dict()
     _legend(draw, key, {str(k): int(v) for k, v in counts.items()}, cfg.font_size,
             f"{len(table):,} tokens by {cfg.color_by}")

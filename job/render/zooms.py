@@ -70,7 +70,7 @@ def meaningful(table: pd.DataFrame) -> np.ndarray:
     drawable (no character that every label font lacks, which would show as a box)."""
     keep = ~table["token"].astype(str).str.match(PLACEHOLDER).to_numpy()
     if "category" in table:
-        keep &= (table["category"].astype(str) != "special").to_numpy()
+        keep &= ~table["category"].astype(str).isin(["special", "unused"]).to_numpy()
     chars = set("".join(table["display"].astype(str)))
     missing = {c for c in chars if labels.face_of(c) is None}
     if missing:
