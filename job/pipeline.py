@@ -21,24 +21,32 @@ log = logging.getLogger(__name__)
 
 
 def _to_device(matrix: np.ndarray, backend: str) -> Any:
-    """The matrix on the GPU (cupy) for the cuML backend, else as it is."""
+    """The matrix on the GPU (cupy, uploaded once; normalisation, kNN, t-SNE and the quality
+    score then run there) for the cuML backend, else as it is."""
     if backend == "cuml":
         import cupy
 
-        return cupy.asarray(matrix)
+        from job.reduce.cuml import track_device_memory
+
+        track_device_memory()
+        return cupy.asarray(matrix, dtype=cupy.float32)
     return matrix
 
 
 def _device_info(backend: str) -> dict[str, Any]:
+    """Where the layout ran: the CPU, or the GPU's name, memory and peak use (MiB)."""
     if backend != "cuml":
         return {"kind": "cpu"}
     import cupy
 
+    from job.reduce.cuml import peak_device_memory
+
     props = cupy.cuda.runtime.getDeviceProperties(0)
-    pool = cupy.get_default_memory_pool()
     name = props["name"]
     return {"kind": "cuda", "name": name.decode() if isinstance(name, bytes) else name,
-            "peak_pool_mib": round(pool.total_bytes() / 2**20, 1)}
+            "total_mib": round(props["totalGlobalMem"] / 2**20, 1),
+            "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
+            "peak_memory": peak_device_memory()}
 
 
 def contextualise(emb: source.Embeddings, config: Config, stages: rundir.Stages,
