@@ -40,6 +40,13 @@ def l2_normalise(x: Any) -> Any:
     return (x / xp.maximum(norms, xp.float32(1e-12))).astype(xp.float32, copy=False)
 
 
+def _stable_argsort(x: Any, axis: int = -1) -> Any:
+    """``argsort`` keeping equal values in their order (cupy's sort is always stable and
+    takes no ``kind`` in older releases)."""
+    xp = array_module(x)
+    return xp.argsort(x, axis=axis, kind="stable") if xp is np else xp.argsort(x, axis=axis)
+
+
 def _torch_view(x: Any) -> Any | None:
     """``x`` as a torch tensor sharing its memory, or None when torch cannot see it."""
     try:
@@ -68,7 +75,10 @@ def smallest(d: Any, k: int, use_torch: bool = True, axis: int = 1) -> tuple[Any
         vals, idx = t.topk(k, dim=axis, largest=False, sorted=False)
         if axis == 0:
             vals, idx = vals.T.contiguous(), idx.T.contiguous()
-        idx, vals = xp.asarray(idx), xp.asarray(vals)  # zero-copy back (numpy / dlpack)
+        if xp is np:  # zero-copy back
+            idx, vals = idx.numpy(), vals.numpy()
+        else:
+            idx, vals = xp.from_dlpack(idx), xp.from_dlpack(vals)
     else:
         if axis == 0:
             d = xp.ascontiguousarray(d.T)
@@ -80,7 +90,7 @@ def smallest(d: Any, k: int, use_torch: bool = True, axis: int = 1) -> tuple[Any
     # Lexicographic (value, position) order: sort by position, then stably by value.
     by_pos = xp.argsort(idx, axis=1)
     idx, vals = xp.take_along_axis(idx, by_pos, axis=1), xp.take_along_axis(vals, by_pos, axis=1)
-    by_val = xp.argsort(vals, axis=1, kind="stable")
+    by_val = _stable_argsort(vals, axis=1)
     return xp.take_along_axis(idx, by_val, axis=1), xp.take_along_axis(vals, by_val, axis=1)
 
 
@@ -103,7 +113,7 @@ def _merge_ragged(best_i: Any, best_d: Any, own: Any, other: Any, vals: Any, k: 
     xp = array_module(vals)
     if own.shape[0] == 0:
         return best_i, best_d
-    order = xp.argsort(own, kind="stable")
+    order = _stable_argsort(own)
     own, other, vals = own[order], other[order], vals[order]
     counts = xp.bincount(own, minlength=best_d.shape[0])
     width = int(counts.max())
@@ -201,7 +211,7 @@ def _all_pairs(data: Any, k: int, tile_bytes: int, use_torch: bool) -> tuple[Any
     d2 = xp.concatenate(best_d, axis=0)
     by_idx = xp.argsort(idx, axis=1)  # final order: distance, then index
     idx, d2 = xp.take_along_axis(idx, by_idx, axis=1), xp.take_along_axis(d2, by_idx, axis=1)
-    by_d = xp.argsort(d2, axis=1, kind="stable")
+    by_d = _stable_argsort(d2, axis=1)
     idx, d2 = xp.take_along_axis(idx, by_d, axis=1), xp.take_along_axis(d2, by_d, axis=1)
     return idx, xp.sqrt(xp.maximum(d2, 0)).astype(xp.float32, copy=False)
 
