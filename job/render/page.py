@@ -229,13 +229,7 @@ def _points_figure(layers: list[tuple[str, str, pd.DataFrame]], title: str,
     # about LOD_POINTS in all); the full set is drawn once the interaction pauses
     total = sum(len(rows) for _, _, rows in layers)
     fig.update(lod_threshold=LOD_POINTS, lod_factor=max(10, math.ceil(total / LOD_POINTS)))
-    legend = fig.legend[0]
-    legend.click_policy = "hide"
-    for item, (_, colour, _) in zip(legend.items, layers, strict=True):
-        # a legend swatch big enough to see: one off-map point, hidden with its layer
-        swatch = fig.scatter(x=[np.nan], y=[np.nan], size=10, color=colour)
-        item.renderers[0].js_link("visible", swatch, "visible")
-        item.renderers = [swatch, *item.renderers]
+    fig.legend.click_policy = "hide"
     return fig, renderers
 
 
