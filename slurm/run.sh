@@ -26,10 +26,16 @@ set -euo pipefail
 
 say() { echo "run.sh: $*" >&2; }
 
-# Project folder: the script's own folder on the login node; inside a job Slurm runs a copy
-# of the script, so it is the folder sbatch was called from (or VOCABMAP_HOME).
+# Project folder: the script's own folder on the login node. Inside a job Slurm runs a copy
+# of the script, so: VOCABMAP_HOME, else the folder sbatch was called from, else the folder
+# of the submitted script as Slurm recorded it.
 if [ -n "${SLURM_JOB_ID:-}" ]; then
   ROOT=${VOCABMAP_HOME:-${SLURM_SUBMIT_DIR:-$PWD}}
+  if [ -z "${VOCABMAP_HOME:-}" ] && [ ! -f "$ROOT/job/cli.py" ]; then
+    submitted=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null \
+      | sed -n 's/^ *Command=\([^ ]*\).*/\1/p' | head -1)
+    [ -n "$submitted" ] && ROOT=$(cd "$(dirname "$submitted")/.." 2>/dev/null && pwd || echo "$ROOT")
+  fi
 else
   ROOT=${VOCABMAP_HOME:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 fi
@@ -88,7 +94,7 @@ submit_compare() {  # DEPENDENCY LOG_PATTERN: the comparison as its own CPU-only
   [ -n "${SLURM_MEM_PER_CPU:-}" ] && extra+=(--mem-per-cpu="$SLURM_MEM_PER_CPU")
   # shellcheck disable=SC2206
   extra+=(${VOCABMAP_COMPARE_SBATCH:-})
-  sbatch --parsable --dependency="$1" --kill-on-invalid-dep=no \
+  VOCABMAP_HOME=$ROOT sbatch --parsable --dependency="$1" --kill-on-invalid-dep=no \
     --job-name="${SLURM_JOB_NAME:-vocabmap}-compare" --output="logs/%x_%j.out" \
     "${extra[@]}" "$ROOT/slurm/compare.sh" "$CONFIG" "$2"
 }

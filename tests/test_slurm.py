@@ -24,10 +24,14 @@ from tests.builders import tiny_bert
 ROOT = Path(__file__).resolve().parent.parent
 CPU = ["--gres=none", "--cpus-per-task=1", "--mem=3G"]  # fits the test node
 
-pytestmark = pytest.mark.skipif(
-    any(shutil.which(c) is None for c in ("slurmctld", "slurmd", "sbatch", "munged")),
-    reason="needs Debian's slurmctld, slurmd, slurm-client and munge (scripts/system-deps.sh "
-           "installs them as root)")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        any(shutil.which(c) is None for c in ("slurmctld", "slurmd", "sbatch", "munged")),
+        reason="needs Debian's slurmctld, slurmd, slurm-client and munge "
+               "(scripts/system-deps.sh installs them as root)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the test cluster's daemons run as root"),
+]
 
 MODELS = """
 [[models]]
