@@ -66,7 +66,8 @@ def test_page_opens_draws_and_names_tokens(map_html: Path) -> None:
         x, y = await s.evaluate(WHERE % "lonely")
         await s.mouse("mouseMoved", x, y)
         await s.wait_for("window.vocabmap.stats.hover !== undefined", 10)
-        return await s.evaluate("window.vocabmap.stats.hover")
+        return await s.evaluate("[window.vocabmap.stats.hover, "
+                                "document.getElementById('vocabmap-tip').textContent]")
 
     async def zoom(s: chromium.Session) -> object:
         x, y = await s.evaluate(WHERE % "東京")
@@ -84,7 +85,8 @@ def test_page_opens_draws_and_names_tokens(map_html: Path) -> None:
                   "m.source.data.text && m.source.data.dx).source.data.text"})
     assert report.errors == []
     assert '"in_view":5000' in report.values["first"]
-    assert report.values["hover"] == "lonely"
+    hovered, tip = report.values["hover"]
+    assert hovered == "lonely" and tip.startswith("lonely") and "id 0" in tip
     in_view, width = report.values["zoom"]
     assert 0 < in_view <= RenderConfig().html_label_points and width < 100
     assert "東京" in report.values["labels"]
