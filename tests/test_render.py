@@ -61,6 +61,8 @@ def test_colour_by_other_columns_and_a_clear_error_for_unknown_ones() -> None:
     assert int(agg.sum()) == len(table) and list(agg["script"].values) == ["latin"]
     with pytest.raises(ConfigError, match="not a column.*choose one of: .*category"):
         raster.overview(table, [], dataclasses.replace(CFG, color_by="nope"))
+    with pytest.raises(ConfigError, match="'display' has 3,000 distinct values"):
+        raster.overview(table, [], dataclasses.replace(CFG, color_by="display"))
 
 
 def test_small_zoom_labels_every_token_without_overlap() -> None:

@@ -22,6 +22,7 @@ CATEGORY_COLOURS = {
     "punctuation": "#9467bd", "byte": "#8c564b",
 }
 BACKGROUND = "white"
+MAX_LEVELS = 64  # colours in one picture (a legend entry and a page layer each)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,10 @@ def categorical(table: pd.DataFrame, column: str) -> pd.DataFrame:
     frame = table[["x", "y", column]].copy()
     if not isinstance(frame[column].dtype, pd.CategoricalDtype):
         frame[column] = frame[column].astype(str).astype("category")
+    levels = len(frame[column].cat.categories)
+    if levels > MAX_LEVELS:
+        raise ConfigError(f"render.color_by = {column!r} has {levels:,} distinct values; "
+                          f"colour by a column with at most {MAX_LEVELS} (category, script, pos)")
     return frame
 
 
