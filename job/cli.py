@@ -19,11 +19,12 @@ USER_ERRORS: tuple[type[Exception], ...] = (config_mod.ConfigError,)
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from job.compare import CompareError
+    from job.contextual import CorpusError
     from job.reduce import BackendError
     from job.render.zooms import ZoomError
     from job.source import SourceError
 
-    return USER_ERRORS + (SourceError, BackendError, ZoomError, CompareError)
+    return USER_ERRORS + (SourceError, BackendError, ZoomError, CompareError, CorpusError)
 
 
 def _setup_logging(verbose: bool) -> None:

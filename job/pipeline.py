@@ -123,6 +123,11 @@ def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
     return table, facts
 
 
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as handle:
+        np.save(handle, array)
+
+
 def run_model(model: ModelConfig, config: Config) -> Path:
     """Lay out (or reuse) and render one model; returns its run directory."""
     folder = rundir.run_dir(model, config)
@@ -145,7 +150,10 @@ def run_model(model: ModelConfig, config: Config) -> Path:
                        else (None, None))
         table, facts = layout_model(emb, config, stages, counts)
         if ctx:
-            facts["contextual"] = ctx
+            # the corpus pass is costly to repeat: keep the mapped vectors for `compare`
+            vectors = emb.matrix[table["token_id"].to_numpy()].astype(np.float16)
+            rundir.atomic_write(folder / rundir.VECTORS, lambda tmp: _save_npy(tmp, vectors))
+            facts["contextual"] = ctx | {"vectors_file": rundir.VECTORS}
         del emb
         facts["layout_seconds"] = dict(stages.seconds)
         rundir.write_parquet(layout_path, table)

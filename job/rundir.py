@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 LAYOUT = "layout.parquet"
 MANIFEST = "manifest.json"
+VECTORS = "vectors.npy"  # contextual runs: the mapped vectors (float16), rows as the layout
 _LIBRARIES = ("vocabmap", "numpy", "pandas", "torch", "transformers", "tokenizers",
               "safetensors", "openTSNE", "scikit-learn", "datashader", "holoviews", "bokeh",
               "cupy-cuda12x", "cupy-cuda13x", "cuml-cu12", "cuml-cu13", "fugashi")

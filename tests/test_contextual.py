@@ -177,3 +177,47 @@ def test_missing_corpus_is_a_one_line_error(bert_dir: Path, tmp_path: Path,
     assert cli.main(["run", str(config)]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("vocabmap: error: corpus file") and "not found" in last
+
+
+def test_compare_static_against_contextual(bert_dir: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture) -> None:
+    """Input and contextual maps of one model: tokens matched by exact id, vectors stored."""
+    from job.compare import compare
+
+    config = tmp_path / "both.toml"
+    config.write_text(textwrap.dedent(f"""
+        [[models]]
+        id = "{bert_dir}"
+        [[models]]
+        id = "{bert_dir}"
+        embeddings = "contextual"
+        [contextual]
+        corpus = ["{corpus_file(tmp_path)}"]
+        min_count = 2
+        [layout]
+        perplexity = 3
+        early_exaggeration_iter = 30
+        n_iter = 60
+        [render]
+        width = 300
+        height = 300
+        html = false
+        auto_zooms = 0
+        anchors = ["king", "zebra"]
+        [output]
+        dir = "{tmp_path / 'runs'}"
+    """), encoding="utf-8")
+    assert cli.main(["run", str(config)]) == 0
+    static, ctx = (Path(p) for p in capsys.readouterr().out.strip().splitlines()[-2:])
+    stored = np.load(ctx / "vectors.npy")
+    assert stored.dtype == np.float16 and stored.shape == (len(pd.read_parquet(
+        ctx / "layout.parquet")), 32)
+    result = compare([static, ctx], out=tmp_path / "cmp", anchors=["king"])
+    assert result["matched_by"] == "token_id"
+    pair = result["pairs"][0]
+    mapped = pd.read_parquet(ctx / "layout.parquet")
+    # every contextual token is in the input map too; specials are never matched
+    assert pair["shared"] == int((mapped["category"] != "special").sum()) > 10
+    assert pair["knn_original"] is not None and 0 <= pair["knn_original"]["overlap"] <= 1
+    assert pair["knn_map"] is not None and pair["procrustes_disparity"] is not None
+    assert (tmp_path / "cmp" / "compare.md").read_text().count("tiny-bert") >= 2

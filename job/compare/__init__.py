@@ -1,7 +1,8 @@
 """Several run directories → shared tokens, neighbour overlap, Procrustes-aligned maps, report.
 
 ``compare(folders, out)`` reads each finished run, matches tokens across models by display
-text and word-start flag, measures every pair (neighbour overlap in the original spaces and on
+text and word-start flag (by exact token id when every run maps the same model, e.g. its input
+and contextual vectors), measures every pair (neighbour overlap in the original spaces and on
 the maps, Procrustes disparity), aligns every map onto the first, draws the aligned maps side
 by side and the same anchor zooms in each model, and writes ``compare.json``, ``compare.md``
 and ``compare.html`` into ``out``. Failed runs are named, the others compared.
@@ -18,7 +19,17 @@ import numpy as np
 import pandas as pd
 
 from job.compare import metrics, pictures, report
-from job.compare.runs import CompareError, Failed, Run, load, load_vectors, output_dir, planned
+from job.compare.runs import (
+    CompareError,
+    Failed,
+    Run,
+    key_by_id,
+    load,
+    load_vectors,
+    output_dir,
+    planned,
+    same_model,
+)
 from job.rundir import atomic_write
 
 __all__ = ["CompareError", "compare", "output_dir", "planned"]
@@ -58,7 +69,9 @@ def _pair(a: Run, b: Run, k: int, sample: int) -> dict[str, Any]:
         out["knn_original"] = metrics.neighbour_overlap(va, vb, k, sample)
     else:
         out["original_error"] = a.vectors_error or b.vectors_error or "no vectors"
-    out["examples"] = [t.replace("▁", "_") for t in keys[:: max(1, len(keys) // 12)][:12]]
+    shown = a.table.dropna(subset=["key"]).drop_duplicates("key").set_index("key")["display"]
+    picks = keys[:: max(1, len(keys) // 12)][:12]
+    out["examples"] = [("_" if t.startswith("▁") else "") + str(shown[t]) for t in picks]
     return out
 
 
@@ -114,6 +127,10 @@ def compare(folders: list[Path], out: Path | None = None, anchors: list[str] | N
         names = "; ".join(f"{f.folder}: {f.reason}" for f in failed) or "only one was given"
         raise CompareError(f"need at least two finished runs to compare, found {len(runs)} "
                            f"({names})")
+    matched_by = "display"
+    if same_model(runs):  # one tokenizer (e.g. input vs contextual vectors): exact ids
+        key_by_id(runs)
+        matched_by = "token_id"
     labels = _unique_labels(runs)
     wanted: dict[int, set[str]] = {i: set() for i in range(len(runs))}
     for i, j in itertools.combinations(range(len(runs)), 2):
@@ -149,6 +166,7 @@ def compare(folders: list[Path], out: Path | None = None, anchors: list[str] | N
                             "nearest": dict(zip(labels, nearest, strict=True))})
     result = {
         "k": k, "sample": sample, "color_by": color_by, "out": str(out),
+        "matched_by": matched_by,
         "runs": [{"label": label, "run_dir": str(run.folder), "family": run.family,
                   "model": run.manifest.get("model", {}).get("id", ""),
                   "tokens": len(run.table), "keys": int(run.table["key"].nunique()),

@@ -131,9 +131,8 @@ def load_vectors(run: Run, keys: set[str]) -> None:
     from job import source
 
     model = run.manifest.get("model", {})
-    if model.get("embeddings", "input") != "input":
-        run.vectors_error = (f"a {model['embeddings']} run: its vectors are not stored, only "
-                             "input embeddings can be re-read")
+    if model.get("embeddings", "input") == "contextual":
+        _load_stored_vectors(run, keys)
         return
     path = model.get("path", "")
     try:
@@ -155,3 +154,36 @@ def load_vectors(run: Run, keys: set[str]) -> None:
     if run.metric == "cosine":
         matrix = l2_normalise(matrix)
     run.vectors = dict(zip(rows["key"], matrix, strict=True))
+
+
+def _load_stored_vectors(run: Run, keys: set[str]) -> None:
+    """A contextual run's vectors, stored beside its layout (rows as in the layout)."""
+    path = run.folder / rundir.VECTORS
+    if not path.is_file():
+        run.vectors_error = f"{path} is missing; rerun the contextual model to store it"
+        return
+    stored = np.load(path, mmap_mode="r")
+    if stored.shape[0] != len(run.table):
+        run.vectors_error = f"{path} has {stored.shape[0]} rows, the layout {len(run.table)}"
+        return
+    rows = run.table.reset_index(drop=True).dropna(subset=["key"]).drop_duplicates("key")
+    rows = rows[rows["key"].isin(keys)]
+    matrix = np.asarray(stored[rows.index.to_numpy()], dtype=np.float32)
+    if run.metric == "cosine":
+        matrix = l2_normalise(matrix)
+    run.vectors = dict(zip(rows["key"], matrix, strict=True))
+
+
+def same_model(runs: list[Run]) -> bool:
+    """True when every run maps the same model files (e.g. its input and contextual vectors)."""
+    ids = {(r.manifest.get("model", {}).get("path"), r.manifest.get("model", {}).get("revision"))
+           for r in runs}
+    return len(ids) == 1 and None not in next(iter(ids))
+
+
+def key_by_id(runs: list[Run]) -> None:
+    """Match tokens by exact id: right when all runs share one tokenizer."""
+    for run in runs:
+        special = run.table["category"].astype(str).isin(SKIPPED_CATEGORIES).to_numpy()
+        run.table["key"] = [None if s else f"#{i}"
+                            for i, s in zip(run.table["token_id"], special, strict=True)]
