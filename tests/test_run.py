@@ -115,3 +115,18 @@ def test_unknown_anchor_fails_clearly(tmp_path: Path, bert_dir: Path,
                     f'[output]\ndir = "{tmp_path / "runs"}"\n', encoding="utf-8")
     assert cli.main(["run", str(path)]) == 2
     assert "anchor token 'zebra' is not in this vocabulary" in capsys.readouterr().err
+
+
+def test_outputs_readable_by_the_group(tmp_path: Path) -> None:
+    """Atomic writes keep the umask's file mode, so collaborators on a cluster can read them."""
+    import os
+
+    from job.rundir import write_text
+
+    old = os.umask(0o022)
+    try:
+        path = write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert not list(tmp_path.glob(".*.tmp"))
