@@ -45,10 +45,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise config_mod.ConfigError(f"--index {args.index} is out of range: the config "
                                          f"lists {len(models)} model(s) (0..{len(models) - 1})")
         models = (models[args.index],)
-    folders = [pipeline.run_model(m, cfg) for m in models]
-    for folder in folders:
-        print(folder)
-    return 0
+    if len(models) == 1:
+        print(pipeline.run_model(models[0], cfg))
+        return 0
+    failed = []  # several models: one that fails does not stop the others
+    for i, model in enumerate(models):
+        try:
+            print(pipeline.run_model(model, cfg), flush=True)
+        except _user_errors() as err:
+            logging.getLogger("job").error("model %d (%s) failed: %s", i, model.id, err)
+            failed.append(f"model {i} ({model.id}): {err}")
+    for line in failed:
+        print(f"vocabmap: error: {line}", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:

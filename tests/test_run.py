@@ -130,3 +130,16 @@ def test_outputs_readable_by_the_group(tmp_path: Path) -> None:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_one_failing_model_does_not_stop_the_others(fast_config: Path, tmp_path: Path) -> None:
+    text = fast_config.read_text().replace("[model]", "[[models]]")
+    text = text.replace("[layout]", f'[[models]]\nid = "{tmp_path / "missing"}"\n\n[layout]', 1)
+    config = tmp_path / "two.toml"
+    config.write_text(text, encoding="utf-8")
+    proc = run_cli("run", str(config))
+    assert proc.returncode == 2
+    assert len(proc.stdout.strip().splitlines()) == 1  # the model that worked
+    assert (Path(proc.stdout.strip()) / "manifest.json").is_file()
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("vocabmap: error: model 1 (") and "does not exist" in last
