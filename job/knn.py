@@ -60,13 +60,14 @@ def _torch_view(x: Any) -> Any | None:
     return torch.from_dlpack(x)
 
 
-def smallest(d: Any, k: int, use_torch: bool = True, axis: int = 1) -> tuple[Any, Any]:
+def smallest(d: Any, k: int, use_torch: bool = True, axis: int = 1, ordered: bool = True,
+             ) -> tuple[Any, Any]:
     """Positions and values of the ``k`` smallest entries along ``axis``, ascending.
 
     Returns ``(n, k)`` arrays, ``n`` being the other axis's length (so ``axis=0`` answers for
     each column without a transposed copy when torch does the selection). Equal values are
     ordered by position, so the order does not depend on the selection routine (which of
-    several equal values at the k-th place is kept may).
+    several equal values at the k-th place is kept may). ``ordered=False`` skips the sort.
     """
     xp = array_module(d)
     k = min(k, d.shape[axis])
@@ -87,6 +88,8 @@ def smallest(d: Any, k: int, use_torch: bool = True, axis: int = 1) -> tuple[Any
         else:
             idx = xp.broadcast_to(xp.arange(d.shape[1]), d.shape).copy()
         vals = xp.take_along_axis(d, idx, axis=1)
+    if not ordered:
+        return idx, vals
     # Lexicographic (value, position) order: sort by position, then stably by value.
     by_pos = xp.argsort(idx, axis=1)
     idx, vals = xp.take_along_axis(idx, by_pos, axis=1), xp.take_along_axis(vals, by_pos, axis=1)
@@ -99,22 +102,23 @@ def _merge(best_i: Any, best_d: Any, d2: Any, offset: int, k: int, use_torch: bo
     """Running k-nearest lists updated with a tile's rows (``axis=1``) or columns
     (``axis=0``), whose other-axis position j is row ``offset + j`` of the data."""
     xp = array_module(d2)
-    pos, vals = smallest(d2, k, use_torch, axis)
+    pos, vals = smallest(d2, k, use_torch, axis, ordered=False)
     cand_i = xp.concatenate([best_i, pos + offset], axis=1)
     cand_d = xp.concatenate([best_d, vals], axis=1)
-    pos, vals = smallest(cand_d, k, use_torch)
+    pos, vals = smallest(cand_d, k, use_torch, ordered=False)
     return xp.take_along_axis(cand_i, pos, axis=1), vals
 
 
 def _merge_ragged(best_i: Any, best_d: Any, own: Any, other: Any, vals: Any, k: int,
-                  use_torch: bool) -> tuple[Any, Any]:
+                  use_torch: bool, grouped: bool = False) -> tuple[Any, Any]:
     """Running lists updated with loose candidates: row ``own[t]`` (of the lists) gets data
-    row ``other[t]`` at squared distance ``vals[t]``."""
+    row ``other[t]`` at squared distance ``vals[t]`` (``grouped``: ``own`` already sorted)."""
     xp = array_module(vals)
     if own.shape[0] == 0:
         return best_i, best_d
-    order = _stable_argsort(own)
-    own, other, vals = own[order], other[order], vals[order]
+    if not grouped:
+        order = _stable_argsort(own)
+        own, other, vals = own[order], other[order], vals[order]
     counts = xp.bincount(own, minlength=best_d.shape[0])
     width = int(counts.max())
     slot = xp.arange(own.shape[0]) - (xp.cumsum(counts) - counts)[own]
@@ -123,7 +127,8 @@ def _merge_ragged(best_i: Any, best_d: Any, own: Any, other: Any, vals: Any, k: 
     pad_d[own, slot] = vals
     pad_i[own, slot] = other
     cand_i = xp.concatenate([best_i, pad_i], axis=1)
-    pos, new_d = smallest(xp.concatenate([best_d, pad_d], axis=1), k, use_torch)
+    pos, new_d = smallest(xp.concatenate([best_d, pad_d], axis=1), k, use_torch,
+                          ordered=False)
     return xp.take_along_axis(cand_i, pos, axis=1), new_d
 
 
@@ -177,14 +182,14 @@ def _all_pairs(data: Any, k: int, tile_bytes: int, use_torch: bool) -> tuple[Any
         while lo < m:
             hi = min(m, lo + width)
             stripe = d2[:, lo:hi]
-            loose = _below(stripe, lists_d[:, -1], None) if lo else None
+            loose = _below(stripe, lists_d.max(axis=1), None) if lo else None
             if loose is None:
                 lists_i, lists_d = _merge(lists_i, lists_d, xp.ascontiguousarray(stripe),
                                           blk.start + lo, k, use_torch)
             else:
                 r, c, v = loose
                 lists_i, lists_d = _merge_ragged(lists_i, lists_d, r, c + blk.start + lo, v,
-                                                 k, use_torch)
+                                                 k, use_torch, grouped=True)
             lo, width = hi, (hi if lo else width)
         best_i.append(lists_i)
         best_d.append(lists_d)
@@ -192,18 +197,19 @@ def _all_pairs(data: Any, k: int, tile_bytes: int, use_torch: bool) -> tuple[Any
         for j in range(i + 1, len(blocks)):
             bj = blocks[j]
             d2 = _tile(data, sq, bi, bj)
-            loose = _below(d2, best_d[i][:, -1], best_d[j][:, -1])
+            thr_i, thr_j = best_d[i].max(axis=1), best_d[j].max(axis=1)  # k-th so far
+            loose = _below(d2, thr_i, thr_j)
             if loose is None:
                 best_i[i], best_d[i] = _merge(best_i[i], best_d[i], d2, bj.start, k, use_torch)
                 best_i[j], best_d[j] = _merge(best_i[j], best_d[j], d2, bi.start, k, use_torch,
                                               axis=0)
                 continue
             r, c, v = loose
-            for_rows = v < best_d[i][r, -1]
-            for_cols = v < best_d[j][c, -1]
+            for_rows = v < thr_i[r]
+            for_cols = v < thr_j[c]
             best_i[i], best_d[i] = _merge_ragged(best_i[i], best_d[i], r[for_rows],
                                                  c[for_rows] + bj.start, v[for_rows], k,
-                                                 use_torch)
+                                                 use_torch, grouped=True)
             best_i[j], best_d[j] = _merge_ragged(best_i[j], best_d[j], c[for_cols],
                                                  r[for_cols] + bi.start, v[for_cols], k,
                                                  use_torch)
