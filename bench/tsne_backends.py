@@ -11,7 +11,8 @@ Rows (each timed from the raw matrix in memory to 2-D coordinates on the host):
   euclidean, one thread);
 - ``opentsne-threads``: the same with ``n_jobs=-1`` (every core), for a fair thread count;
 - ``vocabmap-cpu``: vocabmap's CPU path with the default config (cosine: L2-normalised
-  rows, exact kNN, openTSNE with vocabmap's settings);
+  rows, exact kNN, openTSNE with vocabmap's settings); ``vocabmap-cpu-euclidean``: the same
+  with ``metric = "euclidean"`` (raw rows), the space openTSNE's defaults use;
 - ``vocabmap-gpu``: vocabmap's GPU path (cupy upload, normalisation, kNN, cuML), run twice
   (``cold``: first CUDA use and imports included; ``warm``), skipped without a CUDA device
   and cuML.
@@ -43,7 +44,8 @@ from job.config import LayoutConfig, ModelConfig, QualityConfig  # noqa: E402
 from job.knn import l2_normalise  # noqa: E402
 from job.quality import knn_preservation  # noqa: E402
 
-ROWS = ("post", "sklearn-full", "opentsne", "opentsne-threads", "vocabmap-cpu", "vocabmap-gpu")
+ROWS = ("post", "sklearn-full", "opentsne", "opentsne-threads", "vocabmap-cpu",
+        "vocabmap-cpu-euclidean", "vocabmap-gpu")
 POST_TOKENS = 3000
 # scikit-learn's defaults: 250 exploration + 750 = max_iter 1000, perplexity 30, euclidean.
 SKLEARN_DEFAULTS = LayoutConfig(backend="sklearn", metric="euclidean", n_iter=750, n_jobs=-1)
@@ -143,8 +145,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         if r.get("skipped"):
             lines.append(f"| {r['name']} | | | | | skipped: {r['skipped']} |")
             continue
+        stages = r.get("params", {}).get("stages_s")
+        note = r["note"] + (" — " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items())
+                            if stages else "")
         lines.append(f"| {r['name']} | {r['tokens']:,} | {r['seconds']:.1f} | "
-                     f"{r['knn_euclidean']:.3f} | {r['knn_cosine']:.3f} | {r['note']} |")
+                     f"{r['knn_euclidean']:.3f} | {r['knn_cosine']:.3f} | {note} |")
     return "\n".join(lines)
 
 
@@ -174,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         ("opentsne-threads", "openTSNE defaults, n_jobs=-1", run_opentsne_defaults, (raw, -1)),
         ("vocabmap-cpu", "vocabmap CPU (cosine, exact kNN, openTSNE)", run_vocabmap,
          (raw, dataclasses.replace(cfg, backend="opentsne"), "opentsne")),
+        ("vocabmap-cpu-euclidean", "vocabmap CPU, metric = euclidean", run_vocabmap,
+         (raw, dataclasses.replace(cfg, backend="opentsne", metric="euclidean"), "opentsne")),
     ]
     rows: list[dict[str, Any]] = []
     for name, note, fn, fargs in plan:

@@ -69,9 +69,10 @@ class BackendContract:
         again = self.fit(blobs, FAST)
         if self.deterministic:
             np.testing.assert_array_equal(again.coords, layout.coords)
-        else:  # documented as not bit-reproducible: the same neighbourhoods instead
-            same = knn_preservation(layout.coords, again.coords, k=10, sample=N)
-            assert same["knn_preservation"] > 0.8
+        else:  # documented as not bit-reproducible: the same quality instead
+            first = knn_preservation(blobs, layout.coords, k=10, sample=N)
+            second = knn_preservation(blobs, again.coords, k=10, sample=N)
+            assert abs(first["knn_preservation"] - second["knn_preservation"]) < 0.1
 
     def test_another_seed_another_layout(self, blobs: np.ndarray, layout: Layout) -> None:
         if not self.seeded:
@@ -225,3 +226,21 @@ def test_cuml_plumbing_without_a_gpu(monkeypatch: pytest.MonkeyPatch,
     assert layout.params["gpu"] == "Stand-in GPU"
     assert layout.params["post_learning_rate"] == 2 * layout.params["pre_learning_rate"]
     assert layout.coords.shape == (N, 2)
+
+
+def test_a_broken_cuml_install_is_loud(tmp_path: object, monkeypatch: pytest.MonkeyPatch,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    """cuML present but failing to import (a missing CUDA library): a warning, not silence."""
+    import sys
+    from pathlib import Path
+
+    pkg = Path(str(tmp_path)) / "cuml"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        'raise ImportError("libcuml++.so: cannot open shared object file")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "cuml", raising=False)
+    with caplog.at_level(logging.WARNING):
+        ok, why = reduce.cuml_available()
+    assert not ok and "does not import" in why and "libcuml++.so" in why
+    assert "cuML is installed but does not import" in caplog.text

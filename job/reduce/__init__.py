@@ -73,10 +73,15 @@ def cuda_available() -> tuple[bool, str]:
 
 
 def cuml_available() -> tuple[bool, str]:
+    """(True, "cuML <version>") when cuML imports; a broken install is logged as a warning."""
     try:
         import cuml  # noqa: F401
-    except ImportError:
-        return False, "cuML is not installed (pip install 'vocabmap[cuml-cu12]' or [cuml-cu13])"
+    except ImportError as err:
+        if isinstance(err, ModuleNotFoundError) and err.name == "cuml":
+            return False, ("cuML is not installed (pip install 'vocabmap[cuml-cu12]' "
+                           "or [cuml-cu13])")
+        log.warning("cuML is installed but does not import: %s", err)
+        return False, f"cuML does not import ({err})"
     return True, "cuML " + getattr(cuml, "__version__", "?")
 
 
