@@ -61,6 +61,7 @@ def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None) -> Layout:
         embedding = embedding.optimize(
             cfg.n_iter, exaggeration=1.0, momentum=POST_MOMENTUM, learning_rate=lr_late,
             max_step_norm=MAX_STEP_NORM, callbacks=callback, callbacks_every_iters=10)
+        bar.update(total - bar.n)  # phases whose length is not a multiple of 10
     params = {
         "library": "openTSNE", "version": openTSNE.__version__,
         "negative_gradient_method": method, "initialization": "pca (std 1e-4)",
