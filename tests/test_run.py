@@ -54,7 +54,7 @@ def test_run_writes_a_complete_run_directory(finished_run: Path, bert_dir: Path)
     assert manifest["model"]["dims"] == 32
     assert manifest["model"]["read_by"] == "safetensors"
     assert manifest["backend"]["name"] == "opentsne"
-    assert manifest["backend"]["effective_params"]["initialization"] == "pca"
+    assert manifest["backend"]["effective_params"]["initialization"].startswith("pca")
     assert manifest["config"]["layout"]["perplexity"] == 5.0
     assert 0.0 <= manifest["quality"]["knn_preservation"] <= 1.0
     assert {"load", "tokens", "knn", "layout", "quality", "render"} <= set(manifest["seconds"])
