@@ -46,9 +46,15 @@ def tables(result: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     return out
 
 
+_MATCHED = {
+    "display": "same display text and same word-start flag (`##ing` = `ing` inside a word;\n"
+               "`Ġthe` = `▁the` = `the` at a word start), case kept, specials and byte pieces "
+               "left out.",
+    "token_id": "the same token id (every run maps one model, e.g. its input and contextual\n"
+                "vectors), specials left out.",
+}
 _NOTES = """\
-*shared tokens*: same display text and same word-start flag (`##ing` = `ing` inside a word;
-`Ġthe` = `▁the` = `the` at a word start), case kept, specials and byte pieces left out.
+*shared tokens*: {matched}
 *k-NN overlap*: for a sample of shared tokens, the share of their {k} nearest shared tokens
 both models agree on, in the original embedding spaces and on the maps; *chance* is what
 random neighbours would give. *Procrustes disparity*: 0 = one map is a rotated, reflected,
@@ -56,10 +62,14 @@ scaled copy of the other on the shared tokens, 1 = nothing in common.
 """
 
 
+def _notes(result: dict[str, Any]) -> str:
+    return _NOTES.format(k=result["k"], matched=_MATCHED[result.get("matched_by", "display")])
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = ["# vocabmap comparison", "",
              f"{len(result['runs'])} runs compared, {len(result['failed'])} failed.", "",
-             _NOTES.format(k=result["k"])]
+             _notes(result)]
     for title, header, rows in tables(result):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |",
                   "|" + "---|" * len(header)]
@@ -80,7 +90,7 @@ def page(result: dict[str, Any]) -> str:
              "img{max-width:100%;border:1px solid #ccc;margin:.5em 0}</style></head><body>",
              "<h1>vocabmap comparison</h1>",
              f"<p>{len(result['runs'])} runs compared, {len(result['failed'])} failed.</p>",
-             f"<p>{esc(_NOTES.format(k=result['k'])).replace(chr(10), ' ')}</p>"]
+             f"<p>{esc(_notes(result)).replace(chr(10), ' ')}</p>"]
     for title, header, rows in tables(result):
         parts.append(f"<h2>{esc(title)}</h2><table><tr>"
                      + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
