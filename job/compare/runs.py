@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,13 +148,7 @@ def load_vectors(run: Run, keys: set[str]) -> None:
                              f"{expected}; the model files changed since the run")
         log.warning("%s: %s", run.label, run.vectors_error)
         return
-    rows = run.table.dropna(subset=["key"]).drop_duplicates("key")
-    rows = rows[rows["key"].isin(keys)]
-    matrix = np.ascontiguousarray(emb.matrix[rows["token_id"].to_numpy()], dtype=np.float32)
-    del emb
-    if run.metric == "cosine":
-        matrix = l2_normalise(matrix)
-    run.vectors = dict(zip(rows["key"], matrix, strict=True))
+    _keep(run, keys, lambda rows: emb.matrix[rows["token_id"].to_numpy()])
 
 
 def _load_stored_vectors(run: Run, keys: set[str]) -> None:
@@ -166,9 +161,17 @@ def _load_stored_vectors(run: Run, keys: set[str]) -> None:
     if stored.shape[0] != len(run.table):
         run.vectors_error = f"{path} has {stored.shape[0]} rows, the layout {len(run.table)}"
         return
+    _keep(run, keys, lambda rows: stored[rows.index.to_numpy()])
+
+
+def _keep(run: Run, keys: set[str], take: Callable[[pd.DataFrame], np.ndarray]) -> None:
+    """Store in ``run.vectors`` the rows ``take`` gives for ``keys`` (normalised for cosine).
+
+    ``take`` receives the layout rows to keep, indexed by their position in the layout.
+    """
     rows = run.table.reset_index(drop=True).dropna(subset=["key"]).drop_duplicates("key")
     rows = rows[rows["key"].isin(keys)]
-    matrix = np.asarray(stored[rows.index.to_numpy()], dtype=np.float32)
+    matrix = np.ascontiguousarray(take(rows), dtype=np.float32)
     if run.metric == "cosine":
         matrix = l2_normalise(matrix)
     run.vectors = dict(zip(rows["key"], matrix, strict=True))
