@@ -42,8 +42,7 @@ def _device_info(backend: str) -> dict[str, Any]:
     from job.reduce.cuml import peak_device_memory
 
     props = cupy.cuda.runtime.getDeviceProperties(0)
-    name = props["name"]
-    return {"kind": "cuda", "name": name.decode() if isinstance(name, bytes) else name,
+    return {"kind": "cuda", "name": reduce.gpu_name(),
             "total_mib": round(props["totalGlobalMem"] / 2**20, 1),
             "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
             "peak_memory": peak_device_memory()}
@@ -136,18 +135,18 @@ def run_model(model: ModelConfig, config: Config) -> Path:
         log.info("removed temporary files left by an interrupted run in %s", folder)
     stages = rundir.Stages()
     layout_path = folder / rundir.LAYOUT
-    if layout_path.is_file() and (folder / "facts.json").is_file():
+    contextual_run = model.embeddings == "contextual"
+    if layout_path.is_file() and (folder / rundir.FACTS).is_file():
         log.info("reusing the finished layout in %s (delete it to recompute)", folder)
         table = pd.read_parquet(layout_path)
-        facts = rundir.read_json(folder / "facts.json")
+        facts = rundir.read_json(folder / rundir.FACTS)
         reused = True
     else:
-        if model.embeddings == "contextual":
-            contextual.check_corpus(config.contextual)
+        if contextual_run:
+            contextual.check_corpus(config.contextual)  # before the model is loaded
         with stages.stage("load"):
             emb = source.load(model)
-        counts, ctx = (contextualise(emb, config, stages) if model.embeddings == "contextual"
-                       else (None, None))
+        counts, ctx = contextualise(emb, config, stages) if contextual_run else (None, None)
         table, facts = layout_model(emb, config, stages, counts)
         if ctx:
             # the corpus pass is costly to repeat: keep the mapped vectors for `compare`
@@ -157,7 +156,7 @@ def run_model(model: ModelConfig, config: Config) -> Path:
         del emb
         facts["layout_seconds"] = dict(stages.seconds)
         rundir.write_parquet(layout_path, table)
-        rundir.write_json(folder / "facts.json", facts)
+        rundir.write_json(folder / rundir.FACTS, facts)
         reused = False
     with stages.stage("render"):
         drawn = pictures.render_all(table, config.render, folder)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 LAYOUT = "layout.parquet"
 MANIFEST = "manifest.json"
+FACTS = "facts.json"  # what the layout stages found, kept so a rerun can reuse the layout
 VECTORS = "vectors.npy"  # contextual runs: the mapped vectors (float16), rows as the layout
 _LIBRARIES = ("vocabmap", "numpy", "pandas", "torch", "transformers", "tokenizers",
               "safetensors", "openTSNE", "scikit-learn", "datashader", "holoviews", "bokeh",

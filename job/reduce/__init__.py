@@ -56,6 +56,14 @@ def threads(cfg: LayoutConfig) -> int:
     return (os.cpu_count() or 1) if cfg.n_jobs == -1 else cfg.n_jobs
 
 
+def gpu_name() -> str:
+    """The name of CUDA device 0 (cupy gives bytes or str depending on the release)."""
+    import cupy
+
+    name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def cuda_available() -> tuple[bool, str]:
     """(True, GPU name) when cupy sees a CUDA device, else (False, why not)."""
     try:
@@ -68,8 +76,7 @@ def cuda_available() -> tuple[bool, str]:
         return False, f"no CUDA device ({err})"
     if count == 0:
         return False, "no CUDA device"
-    props = cupy.cuda.runtime.getDeviceProperties(0)
-    return True, props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    return True, gpu_name()
 
 
 def cuml_available() -> tuple[bool, str]:
