@@ -72,8 +72,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not (folder / rundir.LAYOUT).is_file():
         raise config_mod.ConfigError(f"{folder} has no {rundir.LAYOUT}; give a run directory "
                                      "made by `python -m job run`")
-    render = config_mod.load(args.config).render if args.config else None
-    if render is None:
+    if args.config:
+        render = config_mod.load(args.config).render
+    else:  # the run's own render settings
         stored = rundir.read_json(folder / rundir.MANIFEST)["config"]
         render = config_mod.from_dict({"render": stored["render"]}).render
     if args.color_by:
