@@ -27,6 +27,7 @@ import re
 import unicodedata
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 CATEGORIES = ("special", "unused", "word", "continuation", "number", "punctuation",
@@ -38,8 +39,10 @@ FAMILIES = ("wordpiece", "bytelevel", "sentencepiece", "plain")
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 # Placeholder rows many vocabularies reserve: [unused12], <unused3>, <|reserved_special_token_7|>
 _UNUSED = re.compile(r"^(\[unused\d+\]|<unused\d+>|<\|?reserved[_a-z]*_?\d+\|?>)$")
-_KANA = re.compile(r"[\u3041-\u309F\u30A1-\u30FA\u30FC-\u30FF]")
-_JAPANESE = re.compile(r"[\u3041-\u309F\u30A1-\u30FA\u30FC-\u30FF\u3400-\u9FFF々〆]")
+# Matched with Python's re (never handed to pandas: with pyarrow strings, pandas >= 3 passes a
+# pattern to RE2, which rejects escapes such as \u).
+_KANA = re.compile("[\u3041-\u309F\u30A1-\u30FA\u30FC-\u30FF]")
+_JAPANESE = re.compile("[\u3041-\u309F\u30A1-\u30FA\u30FC-\u30FF\u3400-\u9FFF々〆]")
 _SURROGATE = re.compile("[\udc80-\udcff]")  # undecodable bytes (surrogateescape)
 _BYTE_MARK = re.compile(r"<0x[0-9A-F]{2}>")
 # Whitespace and control characters made visible: ␣ ↵ ⇥ ␍, other controls as U+2400 pictures.
@@ -224,10 +227,15 @@ def _category(display: str, word_start: bool, is_byte: bool) -> str:
     return "word" if word_start else "continuation"
 
 
+def _matches(texts: pd.Series, pattern: re.Pattern[str]) -> np.ndarray:
+    """Which texts contain a match of ``pattern``, by Python's re whatever the string dtype."""
+    return np.fromiter((pattern.search(t) is not None for t in texts), bool, len(texts))
+
+
 def is_japanese(table: pd.DataFrame) -> bool:
     """True when tokens with kana make up a real share of the vocabulary (kanji alone would
     also match Chinese vocabularies)."""
-    return bool(table["display"].str.contains(_KANA).mean() > 0.05)
+    return bool(_matches(table["display"], _KANA).mean() > 0.05)
 
 
 def part_of_speech(texts: list[str]) -> list[str]:
@@ -287,7 +295,7 @@ def build_table(tokenizer: Any, n_rows: int) -> pd.DataFrame:
         words = table["category"].isin(["word", "continuation"]).to_numpy()
         pos = table["category"].astype(str).to_numpy(dtype=object)
         pos[words] = "other script"
-        words = words & table["display"].str.contains(_JAPANESE).to_numpy()
+        words = words & _matches(table["display"], _JAPANESE)
         pos[words] = part_of_speech(table.loc[words, "display"].tolist())
         table["pos"] = pd.Categorical(pos)
     table.attrs["family"] = family
