@@ -7,7 +7,13 @@ CONFIG ?= configs/default.toml
 # build); a machine with an NVIDIA driver gets the default (CUDA) build.
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 
-.PHONY: install run test lint bench clean
+# The cuML contract: the real cuML (host side, no GPU needed) in the environment the extra
+# resolves to, kept in ~/.cache/vocabmap between runs; the job's own tests run there too, so a
+# dependency cuML pins (pandas, numba, ...) that breaks the job fails here.
+CUML_EXTRA ?= cuml-cu12
+CUML_TESTS ?= tests/test_cuml_contract.py tests/test_run.py tests/test_tokens.py tests/test_render.py
+
+.PHONY: install run test test-cuml lint bench clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +31,11 @@ test: install
 	bash scripts/system-deps.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
+	$(MAKE) test-cuml
+
+test-cuml:
+	py=$$(TORCH_SPEC="$(TORCH_SPEC)" $(PYTHON) scripts/cuml_env.py $(CUML_EXTRA)) && \
+	PYTHONPATH="$(CURDIR)" $$py -m pytest -p no:cacheprovider $(CUML_TESTS)
 
 bench: install
 	$(PY) bench/tsne_backends.py

@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from job import reduce  # noqa: E402
+from job import gpu, reduce  # noqa: E402
 from job.config import LayoutConfig, ModelConfig, QualityConfig  # noqa: E402
 from job.knn import l2_normalise  # noqa: E402
 from job.quality import knn_preservation  # noqa: E402
@@ -60,9 +60,9 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    ok, gpu = reduce.cuda_available()
+    ok, device = gpu.cuda_available()
     return {"host": platform.node(), "cpu": cpu or platform.processor(),
-            "cores": os.cpu_count(), "gpu": gpu if ok else f"none ({gpu})",
+            "cores": os.cpu_count(), "gpu": device if ok else f"none ({device})",
             "load_1_5_15": [round(x, 2) for x in os.getloadavg()],
             "python": sys.version.split()[0], "date_utc": time.strftime("%Y-%m-%d %H:%M",
                                                                          time.gmtime())}
@@ -101,7 +101,7 @@ def run_vocabmap(raw: np.ndarray, cfg: LayoutConfig, backend: str,
     if backend == "cuml":
         import cupy
 
-        from job.reduce.cuml import peak_device_memory, track_device_memory
+        from job.gpu import peak_device_memory, track_device_memory
 
         track_device_memory()
         X = cupy.asarray(raw)
@@ -214,7 +214,7 @@ def gpu_rows(raw: np.ndarray, cfg: LayoutConfig, q: QualityConfig, skip: bool,
     """vocabmap's GPU path, cold then warm, or one row saying why it was skipped."""
     if skip:
         return [{"name": "vocabmap-gpu", "skipped": "--skip"}]
-    ok, why = reduce.cuda_available()
+    ok, why = gpu.cuda_available()
     has_cuml, cuml_why = reduce.cuml_available() if ok else (False, why)
     if not (ok and has_cuml):
         return [{"name": "vocabmap-gpu", "skipped": why if not ok else cuml_why}]

@@ -80,6 +80,10 @@ class LayoutConfig:
     # double its rate after early exaggeration (N / 6), see job/reduce/cuml.py.
     learning_rate: float | Literal["auto"] = "auto"
     seed: int = 42
+    # cuML: true = seeded, deterministic FFT path (same map on every rerun; cuML PR #8123
+    # measured it 1.5-2.8x slower); false = cuML's fastest path, which varies run to run.
+    # openTSNE (CPU) is deterministic for a seed either way.
+    deterministic: bool = True
     n_jobs: int = -1  # CPU threads; -1 = all cores
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from job import contextual, quality, reduce, rundir, select, source, tokens
+from job import contextual, gpu, quality, reduce, rundir, select, source, tokens
 from job.config import Config, ModelConfig
 from job.knn import knn, l2_normalise
 from job.render import pictures
@@ -20,32 +20,10 @@ from job.render import pictures
 log = logging.getLogger(__name__)
 
 
-def _to_device(matrix: np.ndarray, backend: str) -> Any:
-    """The matrix on the GPU (cupy, uploaded once; normalisation, kNN, t-SNE and the quality
-    score then run there) for the cuML backend, else as it is."""
-    if backend == "cuml":
-        import cupy
-
-        from job.reduce.cuml import track_device_memory
-
-        track_device_memory()
-        return cupy.asarray(matrix, dtype=cupy.float32)
-    return matrix
-
-
-def _device_info(backend: str) -> dict[str, Any]:
-    """Where the layout ran: the CPU, or the GPU's name, memory and peak use (MiB)."""
-    if backend != "cuml":
-        return {"kind": "cpu"}
-    import cupy
-
-    from job.reduce.cuml import peak_device_memory
-
-    props = cupy.cuda.runtime.getDeviceProperties(0)
-    return {"kind": "cuda", "name": reduce.gpu_name(),
-            "total_mib": round(props["totalGlobalMem"] / 2**20, 1),
-            "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
-            "peak_memory": peak_device_memory()}
+def _on_device(backend: str) -> bool:
+    """The layout runs on the GPU: the matrix is uploaded once and normalisation, kNN,
+    t-SNE and the quality score run there."""
+    return backend == "cuml"
 
 
 def contextualise(emb: source.Embeddings, config: Config, stages: rundir.Stages,
@@ -92,7 +70,9 @@ def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
     log.info("t-SNE backend: %s (%s)", backend, why)
     cfg = config.layout
     with stages.stage("prepare"):
-        X = _to_device(np.ascontiguousarray(emb.matrix[rows]), backend)
+        X = np.ascontiguousarray(emb.matrix[rows])
+        if _on_device(backend):
+            X = gpu.to_device(X)
         if cfg.metric == "cosine":
             X = l2_normalise(X)
     with stages.stage("knn"):
@@ -116,7 +96,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
                   "tensor": emb.tensor_name, "padding_rows_dropped": emb.padding_rows},
         "selection": selection,
         "backend": {"name": backend, "why": why, "effective_params": layout.params},
-        "device": _device_info(backend),
+        "device": gpu.device_info() if _on_device(backend) else {"kind": "cpu"},
         "quality": score,
     }
     return table, facts

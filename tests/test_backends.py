@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from job import reduce
+from job import gpu, reduce
 from job.config import LayoutConfig
 from job.knn import knn
 from job.quality import knn_preservation
@@ -110,7 +110,7 @@ class TestSklearn(BackendContract):
 @pytest.mark.gpu
 class TestCuml(BackendContract):
     backend = "cuml"
-    deterministic = False  # cuML: "not completely deterministic ... even with random_state"
+    deterministic = True  # cuML >= 26.08 with a seed: the deterministic FFT path (PR #8123)
     required = ("library", "perplexity", "random_state", "n_neighbors", "learning_rate_method",
                 "pre_learning_rate", "post_learning_rate", "init", "method", "gpu")
 
@@ -126,26 +126,70 @@ class TestCuml(BackendContract):
 
 
 def test_cuml_params_pin_every_default() -> None:
-    """The keyword arguments handed to cuML, checked without cuML."""
+    """The keyword arguments handed to cuML (checked against the real cuML in
+    tests/test_cuml_contract.py)."""
     from job.reduce.cuml import tsne_params
 
     cfg = LayoutConfig()
     params = tsne_params(cfg, 30522)
     assert params["method"] == "fft" and params["init"] == "pca"
     assert params["learning_rate_method"] is None
-    assert params["n_neighbors"] == 90 and params["perplexity"] == 30.0
+    assert params["n_neighbors"] == 91 and params["perplexity"] == 30.0  # 90 + the row itself
     assert params["learning_rate"] == pytest.approx(30522 / 12)
     assert params["exaggeration_iter"] == cfg.early_exaggeration_iter
     assert params["max_iter"] == cfg.early_exaggeration_iter + cfg.n_iter
     assert params["random_state"] == 42 and params["square_distances"] is True
     assert (params["pre_momentum"], params["post_momentum"]) == (0.8, 0.8)
-    small = tsne_params(dataclasses.replace(cfg, perplexity=50.0), 100, iter_name="n_iter")
-    assert small["n_neighbors"] == 99 and small["perplexity"] == pytest.approx(33.0)
-    assert "n_iter" in small and "max_iter" not in small
+    small = tsne_params(dataclasses.replace(cfg, perplexity=50.0), 100)
+    assert small["n_neighbors"] == 100 and small["perplexity"] == pytest.approx(33.0)
+    fast = tsne_params(dataclasses.replace(cfg, deterministic=False), 100)
+    assert fast["random_state"] is None  # cuML's fast, non-deterministic FFT path
+
+
+def test_cuml_graph_has_the_row_itself_first(blobs: np.ndarray) -> None:
+    """cuML >= 26.08 wants column 0 = the row at distance 0; the shared graph is left as is."""
+    from job.reduce.cuml import arguments
+
+    graph = knn(blobs, 60)  # wider than needed: the backend takes the first 3 × perplexity
+    before = graph[1].copy()
+    params, (idx, dist) = arguments(blobs, FAST, graph)
+    assert params["n_neighbors"] == 31 and idx.shape == dist.shape == (N, 31)
+    np.testing.assert_array_equal(idx[:, 0], np.arange(N))
+    assert (dist[:, 0] == 0).all()
+    np.testing.assert_array_equal(idx[:, 1:], graph[0][:, :30])
+    np.testing.assert_array_equal(dist[:, 1:], graph[1][:, :30])
+    assert idx.dtype == np.int64 and dist.dtype == np.float32
+    assert idx.flags.c_contiguous and dist.flags.c_contiguous
+    assert not np.shares_memory(dist, graph[1])  # cuML squares what it gets in place
+    np.testing.assert_array_equal(graph[1], before)
+
+
+def test_unsupported_cuml_release_names_the_range() -> None:
+    from job.reduce.cuml import unsupported
+
+    assert unsupported("26.08.00") == "" and unsupported("26.10.01") == ""
+    why = unsupported("25.10.00")
+    assert "cuML 25.10.00 is installed" in why and "26.08 to 26.10" in why
+    assert "vocabmap[cuml-cu12]" in why and "opentsne" in why
+    assert unsupported("26.12.00") and unsupported("?")
+
+
+def test_cuml_extras_pin_the_supported_range() -> None:
+    """The extras install exactly the releases the contract tests pass on."""
+    import tomllib
+    from pathlib import Path
+
+    from job.reduce.cuml import SUPPORTED
+
+    (y0, m0), (y1, m1) = SUPPORTED
+    extras = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())[
+        "project"]["optional-dependencies"]
+    for name in ("cuml-cu12", "cuml-cu13"):
+        assert f"{name}>={y0}.{m0},<{y1}.{m1 + 1}" in extras[name], extras[name]
 
 
 def test_choose_auto_says_why(caplog: pytest.LogCaptureFixture) -> None:
-    ok, _ = reduce.cuda_available()
+    ok, _ = gpu.cuda_available()
     has_cuml, _ = reduce.cuml_available()
     name, why = choose("auto")
     assert name == ("cuml" if ok and has_cuml else "opentsne")
@@ -155,7 +199,7 @@ def test_choose_auto_says_why(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_cuml_without_gpu_is_a_clear_error() -> None:
-    ok, _ = reduce.cuda_available()
+    ok, _ = gpu.cuda_available()
     if ok:
         pytest.skip("a CUDA device is present")
     with pytest.raises(BackendError, match="needs a CUDA GPU.*opentsne"):
@@ -177,55 +221,6 @@ def test_fit_rejects_a_broken_layout(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(backend, "fit", nan_fit)
     with caplog.at_level(logging.INFO), pytest.raises(BackendError, match="bad layout"):
         reduce.fit(np.zeros((10, 3), dtype=np.float32), FAST, "opentsne")
-
-
-def test_cuml_plumbing_without_a_gpu(monkeypatch: pytest.MonkeyPatch,
-                                     blobs: np.ndarray) -> None:
-    """What job.reduce.cuml hands cuML, checked with a stand-in TSNE where cuML is absent
-    (the real one runs in TestCuml on a GPU): pinned kwargs, the shared graph as an
-    (indices, distances) tuple of (n, 3 × perplexity) arrays, a copy of the distances."""
-    import sys
-    import types
-
-    import job.reduce.cuml as backend
-
-    seen: dict[str, object] = {}
-
-    class StandInTSNE:
-        def __init__(self, *, n_components: int = 2, max_iter: int = 1000,
-                     **kwargs: object) -> None:
-            seen["kwargs"] = {"n_components": n_components, "max_iter": max_iter, **kwargs}
-            self.n_iter_, self.kl_divergence_ = max_iter, 1.5
-
-        def fit_transform(self, X: np.ndarray, knn_graph: tuple) -> np.ndarray:
-            seen["X"], seen["graph"] = X, knn_graph
-            return X[:, :2] * 10
-
-    fake_cupy = types.SimpleNamespace(
-        asarray=np.asarray, asnumpy=np.asarray, ascontiguousarray=np.ascontiguousarray,
-        float32=np.float32, int64=np.int64)
-    manifold = types.ModuleType("cuml.manifold")
-    manifold.TSNE = StandInTSNE  # type: ignore[attr-defined]
-    cuml = types.ModuleType("cuml")
-    cuml.manifold, cuml.__version__ = manifold, "stand-in"  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
-    monkeypatch.setitem(sys.modules, "cuml", cuml)
-    monkeypatch.setitem(sys.modules, "cuml.manifold", manifold)
-    monkeypatch.setattr(backend, "cuda_available", lambda: (True, "Stand-in GPU"))
-    graph = knn(blobs, 60)  # wider than needed: the backend takes the first 3 × perplexity
-    layout = backend.fit(blobs, FAST, graph)
-    kwargs = seen["kwargs"]
-    assert kwargs["learning_rate_method"] is None and kwargs["init"] == "pca"
-    assert kwargs["method"] == "fft" and kwargs["n_neighbors"] == 30
-    assert kwargs["max_iter"] == FAST.early_exaggeration_iter + FAST.n_iter
-    idx, dist = seen["graph"]
-    np.testing.assert_array_equal(idx, graph[0][:, :30])
-    np.testing.assert_allclose(dist, graph[1][:, :30])
-    assert dist.dtype == np.float32 and idx.dtype == np.int64
-    assert not np.shares_memory(dist, graph[1])  # cuML squares them in place: a copy
-    assert layout.params["gpu"] == "Stand-in GPU"
-    assert layout.params["post_learning_rate"] == 2 * layout.params["pre_learning_rate"]
-    assert layout.coords.shape == (N, 2)
 
 
 def test_a_broken_cuml_install_is_loud(tmp_path: object, monkeypatch: pytest.MonkeyPatch,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from job import gpu
 from job.config import LayoutConfig
 
 log = logging.getLogger(__name__)
@@ -56,53 +57,40 @@ def threads(cfg: LayoutConfig) -> int:
     return (os.cpu_count() or 1) if cfg.n_jobs == -1 else cfg.n_jobs
 
 
-def gpu_name() -> str:
-    """The name of CUDA device 0 (cupy gives bytes or str depending on the release)."""
-    import cupy
-
-    name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
-    return name.decode() if isinstance(name, bytes) else str(name)
-
-
-def cuda_available() -> tuple[bool, str]:
-    """(True, GPU name) when cupy sees a CUDA device, else (False, why not)."""
-    try:
-        import cupy
-    except ImportError:
-        return False, "cupy is not installed"
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError as err:
-        return False, f"no CUDA device ({err})"
-    if count == 0:
-        return False, "no CUDA device"
-    return True, gpu_name()
-
-
 def cuml_available() -> tuple[bool, str]:
-    """(True, "cuML <version>") when cuML imports; a broken install is logged as a warning."""
+    """(True, "cuML <version>") when a supported cuML imports; else (False, why not).
+
+    A broken install or a release outside the supported range is logged as a warning.
+    """
     try:
-        import cuml  # noqa: F401
+        import cuml
     except ImportError as err:
         if isinstance(err, ModuleNotFoundError) and err.name == "cuml":
             return False, ("cuML is not installed (pip install 'vocabmap[cuml-cu12]' "
                            "or [cuml-cu13])")
         log.warning("cuML is installed but does not import: %s", err)
         return False, f"cuML does not import ({err})"
-    return True, "cuML " + getattr(cuml, "__version__", "?")
+    from job.reduce.cuml import unsupported
+
+    version = getattr(cuml, "__version__", "?")
+    why = unsupported(version)
+    if why:
+        log.warning("%s", why)
+        return False, why
+    return True, f"cuML {version}"
 
 
 def choose(name: str) -> tuple[str, str]:
     """Resolve ``auto`` and check the named backend can run; returns (backend, reason)."""
     if name == "auto":
-        gpu, gpu_why = cuda_available()
-        has_cuml, cuml_why = cuml_available() if gpu else (False, "")
-        if gpu and has_cuml:
+        gpu_ok, gpu_why = gpu.cuda_available()
+        has_cuml, cuml_why = cuml_available() if gpu_ok else (False, "")
+        if gpu_ok and has_cuml:
             return "cuml", f"CUDA device {gpu_why} and {cuml_why} present"
-        return "opentsne", f"CPU: {gpu_why if not gpu else cuml_why}"
+        return "opentsne", f"CPU: {gpu_why if not gpu_ok else cuml_why}"
     if name == "cuml":
-        gpu, gpu_why = cuda_available()
-        if not gpu:
+        gpu_ok, gpu_why = gpu.cuda_available()
+        if not gpu_ok:
             raise BackendError(f"layout.backend = 'cuml' needs a CUDA GPU: {gpu_why}; "
                                "run on a GPU node or set backend = 'auto' or 'opentsne'")
         has_cuml, cuml_why = cuml_available()

@@ -1,59 +1,75 @@
 """GPU t-SNE with cuML: FFT-interpolated repulsion (as in openTSNE), every parameter pinned.
 
-cuML's defaults rewrite what it is given (cuML ``python/cuml/cuml/manifold/t_sne.pyx``,
-``_init_params``; ``cuml.manifold.TSNE`` API docs, 24.x–26.x):
+Supported: cuML 26.08 to 26.10 (:data:`SUPPORTED`, the releases the contract tests pass on;
+the ``cuml-cu12`` / ``cuml-cu13`` extras pin the same range). What this module relies on, read
+in cuML's source of those releases (``python/cuml/cuml/manifold/t_sne.pyx``, ``utils.py``,
+``cpp/src/tsne/tsne_runner.cuh``):
 
-- ``learning_rate_method='adaptive'`` (the default) replaces ``n_neighbors`` (a linear trend
-  down to 30), the learning rate (N / 3) and the early exaggeration (24 above 10,000 points),
-  so it is pinned to ``None``;
-- ``init='random'`` by default, pinned to ``'pca'``;
-- with ``learning_rate_method=None`` the learning rate is ``learning_rate`` during early
-  exaggeration and ``2 × learning_rate`` after it (``post_learning_rate``), recorded as such;
-- the iteration count (``n_iter``, renamed ``max_iter`` in later releases) includes the
-  ``exaggeration_iter`` early-exaggeration iterations;
-- ``square_distances=True`` squares the distances of a precomputed graph, so the graph holds
-  plain euclidean distances, as openTSNE's ``PrecomputedNeighbors`` does;
-- ``fit(X, knn_graph=(indices, distances))``: a tuple of two ``(n, n_neighbors)`` arrays
-  (host or device; cuML flattens them to int64 / float32), the neighbours excluding the row
-  itself. Passing the shared exact graph skips cuML's own kNN.
+- ``fit(X, knn_graph=(indices, distances))`` takes two ``(n, n_neighbors)`` arrays whose
+  column 0 is the row itself at distance 0 (``extract_knn_graph`` raises ``ValueError:
+  Expected indices and distances to include self references`` otherwise, since cuML PR #8272).
+  cuML's own kNN includes that column too, and its perplexity search runs over all
+  ``n_neighbors`` columns, so 3 × perplexity neighbours are sent as ``n_neighbors = k + 1``.
+- ``learning_rate_method='adaptive'`` (the default) replaces ``n_neighbors``, the learning rate
+  and the early exaggeration, so it is pinned to ``None``; then the learning rate is
+  ``learning_rate`` during early exaggeration and ``2 × learning_rate`` after it.
+- ``init='random'`` by default, pinned to ``'pca'``; ``max_iter`` counts the
+  ``exaggeration_iter`` iterations too.
+- ``square_distances=True`` squares the given distances, so the graph holds plain euclidean
+  distances (as openTSNE's ``PrecomputedNeighbors`` does).
+- A set ``random_state`` makes the FFT path deterministic (PR #8123, 26.08: the symmetrised
+  affinities are sorted before the gradient sums, measured there 1.5–2.8× slower);
+  ``random_state=None`` takes the fast, run-to-run varying path. ``layout.deterministic``
+  picks one.
+- ``kl_divergence_`` is only computed at the end of a full run: a run stopped early by
+  ``min_grad_norm`` reports 0.0, recorded as ``None``.
 
-The matrix arrives as a cupy array; the layout comes back to the host.
+:func:`arguments` builds everything that goes to cuML without touching a GPU, so the contract
+tests run the code the job runs against the installed cuML on any machine.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
+import re
+import warnings
 from typing import Any
 
 import numpy as np
 
 from job.config import LayoutConfig
-from job.reduce import BackendError, Layout, cuda_available, learning_rate, n_neighbors
+from job.knn import array_module
+from job.reduce import BackendError, Layout, learning_rate, n_neighbors
 
 log = logging.getLogger(__name__)
 
 PRE_MOMENTUM = 0.8  # openTSNE >= 1.0's default; measured slightly better than 0.5
 POST_MOMENTUM = 0.8
+# cuML releases (year, month) the contract tests pass on, inclusive; the extras pin the same.
+SUPPORTED = ((26, 8), (26, 10))
 
 
-def _import_tsne() -> Any:
-    try:
-        from cuml.manifold import TSNE
-    except ImportError as err:
-        raise BackendError(f"layout.backend = 'cuml' needs cuML ({err}); install "
-                           "'vocabmap[cuml-cu12]' (or [cuml-cu13]) on a CUDA machine, or set "
-                           "backend = 'opentsne'") from None
-    return TSNE
+def supported_range() -> str:
+    (y0, m0), (y1, m1) = SUPPORTED
+    return f"{y0}.{m0:02d} to {y1}.{m1:02d}"
 
 
-def tsne_params(cfg: LayoutConfig, n: int, iter_name: str = "max_iter") -> dict[str, Any]:
+def unsupported(version: str) -> str:
+    """Why the installed cuML ``version`` cannot be used ("" when it is supported)."""
+    found = re.match(r"(\d+)\.(\d+)", version)
+    if found and SUPPORTED[0] <= (int(found[1]), int(found[2])) <= SUPPORTED[1]:
+        return ""
+    return (f"cuML {version} is installed but vocabmap supports cuML {supported_range()}; "
+            "install that range with pip install 'vocabmap[cuml-cu12]' (or [cuml-cu13]), or "
+            "set layout.backend = 'opentsne'")
+
+
+def tsne_params(cfg: LayoutConfig, n: int) -> dict[str, Any]:
     """The keyword arguments for ``cuml.manifold.TSNE``: nothing left to cuML's defaults."""
-    k = n_neighbors(cfg, n)
     return {
         "n_components": 2,
         "perplexity": min(cfg.perplexity, (n - 1) / 3),
-        "n_neighbors": k,
+        "n_neighbors": n_neighbors(cfg, n) + 1,  # the row itself is column 0
         "method": "fft",
         "init": "pca",
         "learning_rate_method": None,
@@ -61,7 +77,7 @@ def tsne_params(cfg: LayoutConfig, n: int, iter_name: str = "max_iter") -> dict[
         "early_exaggeration": cfg.early_exaggeration,
         "late_exaggeration": 1.0,
         "exaggeration_iter": cfg.early_exaggeration_iter,
-        iter_name: cfg.early_exaggeration_iter + cfg.n_iter,
+        "max_iter": cfg.early_exaggeration_iter + cfg.n_iter,
         "pre_momentum": PRE_MOMENTUM,
         "post_momentum": POST_MOMENTUM,
         "metric": "euclidean",  # X is already L2-normalised for metric = "cosine"
@@ -69,115 +85,95 @@ def tsne_params(cfg: LayoutConfig, n: int, iter_name: str = "max_iter") -> dict[
         "perplexity_max_iter": 100,
         "min_grad_norm": 1e-7,
         "angle": 0.5,  # Barnes-Hut only; pinned for the record
-        "random_state": cfg.seed,
+        "random_state": cfg.seed if cfg.deterministic else None,
         "verbose": False,
         "output_type": "cupy",
     }
 
 
-def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None) -> Layout:
-    import cupy
+def with_self(indices: Any, distances: Any) -> tuple[Any, Any]:
+    """The graph as cuML takes it: each row itself in column 0 at distance 0, then its
+    neighbours (which exclude it); C-ordered int64 indices and float32 distances, on the
+    arrays' own device."""
+    xp = array_module(indices)
+    n = indices.shape[0]
+    idx = xp.empty((n, indices.shape[1] + 1), dtype=xp.int64)
+    idx[:, 0] = xp.arange(n, dtype=xp.int64)
+    idx[:, 1:] = indices
+    dist = xp.zeros(idx.shape, dtype=xp.float32)
+    dist[:, 1:] = distances
+    return idx, dist
 
-    ok, gpu = cuda_available()
-    if not ok:
-        raise BackendError(f"layout.backend = 'cuml' needs a CUDA GPU: {gpu}")
-    TSNE = _import_tsne()
-    X = cupy.asarray(X, dtype=cupy.float32)
+
+def arguments(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None,
+              ) -> tuple[dict[str, Any], tuple[Any, Any]]:
+    """The estimator's parameters and the ``knn_graph`` for ``fit``, from a matrix on either
+    device (numpy or cupy); the graph is computed when none is given."""
     n = X.shape[0]
-    iter_name = _iter_name(TSNE)
-    params = tsne_params(cfg, n, iter_name)
+    params = tsne_params(cfg, n)
+    k = params["n_neighbors"] - 1
     if knn_graph is None:
         from job.knn import knn
 
-        knn_graph = knn(X, params["n_neighbors"])
-    idx, dist = (cupy.asarray(a) for a in knn_graph)
-    idx = cupy.ascontiguousarray(idx[:, :params["n_neighbors"]], dtype=cupy.int64)
-    dist = cupy.ascontiguousarray(dist[:, :params["n_neighbors"]], dtype=cupy.float32)
+        knn_graph = knn(X, k)
+    idx, dist = knn_graph
+    return params, with_self(idx[:, :k], dist[:, :k])
+
+
+def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None) -> Layout:
+    from job import gpu
+
+    ok, device = gpu.cuda_available()
+    if not ok:
+        raise BackendError(f"layout.backend = 'cuml' needs a CUDA GPU: {device}")
+    import cuml
+    from cuml.manifold import TSNE
+
+    params, graph = arguments(X, cfg, knn_graph)
     model = TSNE(**params)
-    coords = model.fit_transform(X, knn_graph=(idx, dist.copy()))  # cuML squares in place
-    coords = cupy.asnumpy(cupy.asarray(coords, dtype=cupy.float32))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        coords = fit_on_device(model, X, graph)
+    notes = [str(w.message) for w in caught]
+    for note in notes:
+        log.warning("cuML: %s", note)
+    return Layout(gpu.to_host(coords).astype(np.float32), "cuml",
+                  effective_params(params, model, cuml.__version__, notes, gpu.gpu_name(),
+                                   cfg.metric))
+
+
+def fit_on_device(model: Any, X: Any, graph: tuple[Any, Any]) -> Any:
+    """The one step that needs a CUDA device: cuML's own fit."""
+    return model.fit_transform(X, knn_graph=graph)
+
+
+def effective_params(params: dict[str, Any], model: Any, version: str, notes: list[str],
+                     device: str, metric: str) -> dict[str, Any]:
+    """What the manifest records: the parameters sent, what cuML made of them, its version."""
     lr = params["learning_rate"]
-    effective = {
-        "library": "cuML", **{k: v for k, v in params.items() if k not in ("verbose",
-                                                                         "output_type")},
-        "n_iter_total": params[iter_name],
+    kl = _attr(model, "kl_divergence_")
+    return {
+        "library": "cuML", "version": version,
+        **{k: v for k, v in params.items() if k not in ("verbose", "output_type")},
+        "knn_self_column_sent": True,
+        "knn": "precomputed exact (shared graph), row itself in column 0",
+        "metric_space": metric,
+        "deterministic": params["random_state"] is not None,
         "pre_learning_rate": lr, "post_learning_rate": 2 * lr,  # cuML doubles it, see above
         "momentum": [PRE_MOMENTUM, POST_MOMENTUM],
-        "knn": "precomputed exact (shared graph)", "metric_space": cfg.metric,
-        "iterations_run": _attr(model, "n_iter_"), "kl_divergence": _attr(model, "kl_divergence_"),
-        "gpu": gpu, "version": _version(),
+        "changed_by_cuml": ["post_learning_rate = 2 × learning_rate after early exaggeration",
+                            *notes],
+        "iterations_run": _attr(model, "n_iter_"),
+        "kl_divergence": kl if kl else None,  # 0.0: not computed (stopped early)
+        "gpu": device,
     }
-    return Layout(np.ascontiguousarray(coords), "cuml", effective)
 
 
-def _iter_name(TSNE: Any) -> str:
-    """``max_iter`` (recent cuML) or ``n_iter`` (earlier), from the signature or the
-    estimator's parameter names."""
-    signature = inspect.signature(TSNE.__init__).parameters
-    for name in ("max_iter", "n_iter"):
-        if name in signature:
-            return name
-    names = TSNE._get_param_names() if hasattr(TSNE, "_get_param_names") else []
-    return "max_iter" if "max_iter" in names else "n_iter"
-
-
-def _attr(model: Any, name: str) -> Any:
-    value = getattr(model, name, None)
+def _attr(model: Any, name: str) -> float | None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = getattr(model, name, None)
     try:
         return None if value is None else float(value)
     except (TypeError, ValueError):
         return None
-
-
-def _version() -> str:
-    import cuml
-
-    return getattr(cuml, "__version__", "?")
-
-
-def track_device_memory() -> None:
-    """Start counting device memory: cupy's default pool keeps what it grew to (its size is
-    the high-water mark of cupy's arrays), RMM statistics count cuML's allocations, torch
-    keeps its own peak. Call before the matrix is uploaded."""
-    import cupy
-
-    cupy.get_default_memory_pool().free_all_blocks()
-    try:
-        import rmm.statistics
-
-        rmm.statistics.enable_statistics()  # idempotent (rmm python/rmm/rmm/statistics.py)
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-    except ImportError:
-        pass
-
-
-def peak_device_memory() -> dict[str, float]:
-    """Peak device memory since :func:`track_device_memory`, MiB, per allocator, and their
-    sum (an upper bound of the true peak: the three peaks need not coincide)."""
-    import cupy
-
-    out = {"cupy_pool_mib": cupy.get_default_memory_pool().total_bytes() / 2**20}
-    try:
-        import rmm.statistics
-
-        stats = rmm.statistics.get_statistics()
-        if stats is not None:
-            out["rmm_peak_mib"] = stats.peak_bytes / 2**20
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            out["torch_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    except ImportError:
-        pass
-    out = {k: round(v, 1) for k, v in out.items()}
-    out["peak_upper_bound_mib"] = round(sum(out.values()), 1)
-    return out
