@@ -15,7 +15,10 @@ times, on the first CUDA device:
 
 with the device-memory high-water mark of each step (cupy's pool, which keeps what it grew
 to, plus torch's peak). Before the sizes, the GPU kNN is checked against the CPU one on a
-small matrix. Where there is no CUDA device it says so and exits 0.
+small matrix. Where cuML is installed too, the whole job then runs on the embedded default
+with ``backend = "cuml"`` (``--no-job`` skips it) and its stage seconds and device-memory
+peaks are printed from the run's manifest. Where there is no CUDA device it says so and
+exits 0.
 """
 
 from __future__ import annotations
@@ -120,6 +123,33 @@ def measure(size: str, n: int, d: int, k: int, meter: Meter, use_torch: bool) ->
     pool.free_all_blocks()
 
 
+def whole_job(out: Path) -> None:
+    """The job on the embedded default with the cuML backend; prints its manifest figures."""
+    import dataclasses
+    import json
+
+    from job import config as config_mod
+    from job import pipeline
+    from job.reduce import cuml_available
+
+    ok, why = cuml_available()
+    if not ok:
+        print(f"whole job: skipped ({why})")
+        return
+    cfg = config_mod.with_overrides(config_mod.load(Path(__file__).parents[1] / "configs"
+                                                    / "default.toml"), out=str(out))
+    cfg = dataclasses.replace(cfg, layout=dataclasses.replace(cfg.layout, backend="cuml"))
+    start = time.perf_counter()
+    folder = pipeline.run_model(cfg.models[0], cfg)
+    took = time.perf_counter() - start
+    manifest = json.loads((folder / "manifest.json").read_text())
+    params = manifest["backend"]["effective_params"]
+    print(f"whole job (embedded default, cuML {params['version']}, deterministic="
+          f"{params['deterministic']}): {took:.1f} s; stages "
+          f"{manifest['seconds']}; kNN preservation {manifest['quality']['knn_preservation']}; "
+          f"device memory {manifest['device'].get('peak_memory')}")
+
+
 def table(meter: Meter, name: str) -> str:
     lines = [f"GPU: {name}", "| size | step | seconds | peak device MiB |",
              "| --- | --- | ---: | ---: |"]
@@ -134,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=90, help="neighbours (3 x perplexity 30)")
     parser.add_argument("--no-torch", action="store_true",
                         help="select with cupy.argpartition instead of torch.topk")
+    parser.add_argument("--no-job", action="store_true",
+                        help="skip the whole job on the embedded default (needs cuML)")
+    parser.add_argument("--out", default="runs/gpu-checks", help="run directory root")
     args = parser.parse_args(argv)
     cupy, name = cuda()
     if cupy is None:
@@ -150,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         measure(size, n, d, args.k, meter, use_torch)
     print()
     print(table(meter, name))
+    if not args.no_job:
+        whole_job(Path(args.out))
     return 0 if ok else 1
 
 
