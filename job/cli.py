@@ -22,9 +22,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from job.contextual import CorpusError
     from job.reduce import BackendError
     from job.render.zooms import ZoomError
+    from job.rundir import RunDirError
     from job.source import SourceError
 
-    return USER_ERRORS + (SourceError, BackendError, ZoomError, CompareError, CorpusError)
+    return USER_ERRORS + (SourceError, BackendError, ZoomError, CompareError, CorpusError,
+                          RunDirError)
 
 
 def _setup_logging(verbose: bool) -> None:
