@@ -172,11 +172,12 @@ def claim(folder: Path, wait: float | None = None) -> Iterator[Path]:
     lock, the folder and the parents this call created are removed again.
     """
     folder = Path(folder)
+    wait = lock_wait() if wait is None else wait
     created: list[Path] = []
     try:
         created += _make_dirs(folder)
         _probe(folder)
-        fd = _lock(folder, lock_wait() if wait is None else wait, created)
+        fd = _lock(folder, wait, created)
     except BaseException:
         _remove_if_empty(folder, created)
         raise
@@ -261,7 +262,11 @@ def _lock(folder: Path, wait: float, created: list[Path]) -> int:
             time.sleep(min(0.5, max(deadline - time.monotonic(), 0.01)))
             continue
         if _same_file(fd, path):
-            _write_holder(fd)
+            try:
+                _write_holder(fd)
+            except OSError as err:
+                os.close(fd)
+                raise write_error(err, path) or err from err
             return fd
         os.close(fd)  # the lock file was removed while we waited: lock the new one
 
