@@ -231,7 +231,7 @@ def test_lock_refuses_then_frees_when_the_holder_is_killed(tmp_path: Path) -> No
     child.wait()
     start = time.monotonic()
     with rundir.claim(folder, wait=5):  # the kernel released the dead holder's lock
-        assert time.monotonic() - start < 2
+        assert time.monotonic() - start < 4
         assert not live.exists()  # now stale: cleaned by the new holder
         assert json.loads((folder / rundir.LOCK).read_text())["pid"] == os.getpid()
 
