@@ -223,6 +223,8 @@ def _probe(folder: Path) -> None:
     """Create and delete a file in ``folder``: fail now, not after the layout, if we cannot."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=".vocabmap-probe.", suffix=".tmp", dir=folder)
+    except FileNotFoundError:
+        return  # a failed lock holder just removed the folder: _lock makes it again
     except OSError as err:
         raise RunDirError(f"cannot write in the run directory {folder}: "
                           f"{err.strerror.lower()}; choose --out elsewhere or make it "
