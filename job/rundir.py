@@ -179,7 +179,7 @@ def claim(folder: Path, wait: float | None = None) -> Iterator[Path]:
         _probe(folder)
         fd = _lock(folder, wait, created)
     except BaseException:
-        _remove_if_empty(folder, created)
+        _remove_empty_dirs(created)  # not holding the lock: the holder's lock file stays
         raise
     try:
         if removed := clean_stale_temp(folder):
@@ -187,7 +187,8 @@ def claim(folder: Path, wait: float | None = None) -> Iterator[Path]:
                      removed, folder)
         yield folder
     except BaseException:
-        _remove_if_empty(folder, created)  # still holding the lock
+        _remove_if_only_lock(folder)  # still holding the lock
+        _remove_empty_dirs(created)
         raise
     finally:
         os.close(fd)  # releases the lock
@@ -298,17 +299,20 @@ def _holder(path: Path) -> str:
         return "another process"
 
 
-def _remove_if_empty(folder: Path, created: list[Path]) -> None:
-    """Remove ``folder`` if it holds nothing but its lock file, then the parents this run
-    created if they are empty: a failed run leaves no empty folders behind."""
+def _remove_if_only_lock(folder: Path) -> None:
+    """Remove ``folder`` if it holds nothing but its lock file (call while holding the lock):
+    a run that failed before its first finished file leaves no empty run directory."""
     with contextlib.suppress(OSError):
         if not set(os.listdir(folder)) - {LOCK}:
             (folder / LOCK).unlink(missing_ok=True)
             folder.rmdir()
-    for parent in reversed(created):
-        if parent != folder:
-            with contextlib.suppress(OSError):
-                parent.rmdir()
+
+
+def _remove_empty_dirs(created: list[Path]) -> None:
+    """Remove the folders this run created, deepest first, where they are empty."""
+    for path in reversed(created):
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
 
 def library_versions() -> dict[str, str]:

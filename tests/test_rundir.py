@@ -218,15 +218,18 @@ def hold_lock(folder: Path, seconds: float, then: str = "ok") -> subprocess.Pope
 def test_lock_refuses_then_frees_when_the_holder_is_killed(tmp_path: Path) -> None:
     folder = tmp_path / "runs" / "m-abc"
     child = hold_lock(folder, 60)
-    live = folder / ".layout.parquet.x1.tmp"  # the holder's file being written
-    live.write_bytes(b"half")
     holder = f"pid {child.pid} on host {platform.node()} since "
-    with (pytest.raises(rundir.RunDirError, match=re.escape(f"in use by {holder}")) as err,
-          rundir.claim(folder, wait=0)):
-        pass
-    assert str(err.value).endswith("wait for that job to end, or set VOCABMAP_LOCK_WAIT to "
-                                   "wait longer")
-    assert live.exists()  # a waiting run never deletes the live job's files
+    for live in (None, folder / ".layout.parquet.x1.tmp"):  # the holder's file being written
+        if live:
+            live.write_bytes(b"half")
+        with (pytest.raises(rundir.RunDirError, match=re.escape(f"in use by {holder}")) as err,
+              rundir.claim(folder, wait=0)):
+            pass
+        assert str(err.value).endswith("wait for that job to end, or set VOCABMAP_LOCK_WAIT "
+                                       "to wait longer")
+        # the refused run leaves the holder's lock file and files alone
+        assert json.loads((folder / rundir.LOCK).read_text())["pid"] == child.pid
+        assert live is None or live.exists()
     child.send_signal(signal.SIGKILL)
     child.wait()
     start = time.monotonic()
