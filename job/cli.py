@@ -22,9 +22,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from job.contextual import CorpusError
     from job.reduce import BackendError
     from job.render.zooms import ZoomError
+    from job.rundir import RunDirError
     from job.source import SourceError
 
-    return USER_ERRORS + (SourceError, BackendError, ZoomError, CompareError, CorpusError)
+    return USER_ERRORS + (SourceError, BackendError, ZoomError, CompareError, CorpusError,
+                          RunDirError)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -63,10 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import pandas as pd
-
-    from job import rundir
-    from job.render import pictures
+    from job import pipeline, rundir
 
     folder = Path(args.run_dir)
     if not (folder / rundir.LAYOUT).is_file():
@@ -79,14 +78,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         render = config_mod.from_dict({"render": stored["render"]}).render
     if args.color_by:
         render = dataclasses.replace(render, color_by=args.color_by)
-    drawn = pictures.render_all(pd.read_parquet(folder / rundir.LAYOUT), render, folder)
-    manifest_path = folder / rundir.MANIFEST
-    if manifest_path.is_file():  # record what the pictures now show
-        manifest = rundir.read_json(manifest_path)
-        manifest["rendered"] = drawn
-        manifest.setdefault("config", {})["render"] = dataclasses.asdict(render)
-        rundir.write_json(manifest_path, manifest)
-    logging.getLogger("job").info("rendered %s", ", ".join(drawn["files"]))
+    files = pipeline.rerender(folder, render)
+    logging.getLogger("job").info("rendered %s", ", ".join(files))
     print(folder)
     return 0
 

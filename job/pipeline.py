@@ -5,6 +5,7 @@ A finished layout in the run directory is reused: a rerun only re-renders.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from job import contextual, gpu, quality, reduce, rundir, select, source, tokens
-from job.config import Config, ModelConfig
+from job.config import Config, ModelConfig, RenderConfig
 from job.knn import knn, l2_normalise
 from job.render import pictures
 
@@ -108,47 +109,107 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def run_model(model: ModelConfig, config: Config) -> Path:
-    """Lay out (or reuse) and render one model; returns its run directory."""
+    """Lay out (or reuse) and render one model; returns its run directory.
+
+    The run holds the run directory's lock throughout (``rundir.claim``). Files land in this
+    order, each atomically: ``vectors.npy`` (contextual), ``layout.parquet``, ``facts.json``,
+    the pictures, ``manifest.json``; so a run killed at any moment leaves a prefix that the
+    rerun reuses (a layout only with its facts) or redoes.
+    """
     folder = rundir.run_dir(model, config)
-    folder.mkdir(parents=True, exist_ok=True)
-    if rundir.clean_stale_temp(folder):
-        log.info("removed temporary files left by an interrupted run in %s", folder)
-    stages = rundir.Stages()
-    layout_path = folder / rundir.LAYOUT
-    contextual_run = model.embeddings == "contextual"
-    if layout_path.is_file() and (folder / rundir.FACTS).is_file():
-        log.info("reusing the finished layout in %s (delete it to recompute)", folder)
-        table = pd.read_parquet(layout_path)
-        facts = rundir.read_json(folder / rundir.FACTS)
-        reused = True
-    else:
-        if contextual_run:
-            contextual.check_corpus(config.contextual)  # before the model is loaded
-        with stages.stage("load"):
-            emb = source.load(model)
-        counts, ctx = contextualise(emb, config, stages) if contextual_run else (None, None)
-        table, facts = layout_model(emb, config, stages, counts)
-        if ctx:
-            # the corpus pass is costly to repeat: keep the mapped vectors for `compare`
-            vectors = emb.matrix[table["token_id"].to_numpy()].astype(np.float16)
-            rundir.atomic_write(folder / rundir.VECTORS, lambda tmp: _save_npy(tmp, vectors))
-            facts["contextual"] = ctx | {"vectors_file": rundir.VECTORS}
-        del emb
-        facts["layout_seconds"] = dict(stages.seconds)
-        rundir.write_parquet(layout_path, table)
-        rundir.write_json(folder / rundir.FACTS, facts)
-        reused = False
-    with stages.stage("render"):
-        drawn = pictures.render_all(table, config.render, folder)
-    manifest = {
-        **facts,  # includes layout_seconds: the stages that made the layout
-        "config": config.to_dict() | {"models": [vars(model)]},
-        "run_key": rundir.run_key(model, config),
-        "layout_reused": reused,
-        "rendered": drawn,
-        "seconds": {**stages.seconds, "total": stages.total},  # this run's stages
-        "peak_rss_mib": round(rundir.peak_rss_mib(), 1),
-        "environment": rundir.environment(),
-    }
-    rundir.write_json(folder / rundir.MANIFEST, manifest)
+    with rundir.claim(folder):
+        stages = rundir.Stages()
+        stored = _reusable_layout(folder)
+        if stored:
+            table, facts = stored
+        else:
+            table, facts = _make_layout(model, config, folder, stages)
+        with stages.stage("render"):
+            pictures_part = render_pictures(table, config.render, folder)
+        manifest = {
+            **facts,  # includes layout_seconds: the stages that made the layout
+            "config": config.to_dict() | {"models": [vars(model)]},
+            "run_key": rundir.run_key(model, config),
+            "layout_reused": stored is not None,
+            **pictures_part,
+            "seconds": {**stages.seconds, "total": stages.total},  # this run's stages
+            "peak_rss_mib": round(rundir.peak_rss_mib(), 1),
+            "environment": rundir.environment(),
+        }
+        rundir.write_json(folder / rundir.MANIFEST, manifest)
     return folder
+
+
+def _reusable_layout(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """The finished layout and its facts, when both are there (facts.json is written after
+    the layout, and removed before a new layout is made, so both means they match)."""
+    layout, facts = folder / rundir.LAYOUT, folder / rundir.FACTS
+    if not (layout.is_file() and facts.is_file()):
+        return None
+    log.info("reusing the finished layout in %s (delete it to recompute)", folder)
+    return pd.read_parquet(layout), rundir.read_json(facts)
+
+
+def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: rundir.Stages,
+                 ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Compute the layout and write ``layout.parquet`` then ``facts.json``."""
+    for old in (rundir.FACTS, rundir.MANIFEST):  # they describe a layout that is gone
+        (folder / old).unlink(missing_ok=True)
+    contextual_run = model.embeddings == "contextual"
+    if contextual_run:
+        contextual.check_corpus(config.contextual)  # before the model is loaded
+    with stages.stage("load"):
+        emb = source.load(model)
+    counts, ctx = contextualise(emb, config, stages) if contextual_run else (None, None)
+    table, facts = layout_model(emb, config, stages, counts)
+    if ctx:
+        # the corpus pass is costly to repeat: keep the mapped vectors for `compare`
+        vectors = emb.matrix[table["token_id"].to_numpy()].astype(np.float16)
+        rundir.atomic_write(folder / rundir.VECTORS, lambda tmp: _save_npy(tmp, vectors))
+        facts["contextual"] = ctx | {"vectors_file": rundir.VECTORS}
+    del emb
+    facts["layout_seconds"] = dict(stages.seconds)
+    rundir.write_parquet(folder / rundir.LAYOUT, table)
+    rundir.write_json(folder / rundir.FACTS, facts)
+    return table, facts
+
+
+def render_pictures(table: pd.DataFrame, render: RenderConfig, folder: Path,
+                    force: bool = False) -> dict[str, Any]:
+    """Draw the pictures unless the run directory's manifest says the ones there show these
+    render settings of this layout (``force`` redraws anyway); returns the manifest's
+    ``rendered`` and ``render_state``."""
+    state = pictures.render_state(render, folder / rundir.LAYOUT)
+    manifest = _read_manifest(folder)
+    stored = manifest.get("render_state", {})
+    if not force and pictures.up_to_date(folder, stored, state) and "rendered" in manifest:
+        log.info("pictures up to date (same render settings and layout): not redrawn")
+        return {"rendered": manifest["rendered"], "render_state": stored}
+    if stored.get("settings") not in (None, state["settings"]):
+        log.info("render settings differ from the run directory's: redrawing pictures")
+    drawn = pictures.render_all(table, render, folder)
+    state["files"] = pictures.file_sizes(folder, drawn["files"])
+    return {"rendered": drawn, "render_state": state}
+
+
+def rerender(folder: Path, render: RenderConfig) -> list[str]:
+    """Redraw a finished run's pictures with ``render`` and record them in its manifest;
+    returns the files drawn."""
+    with rundir.claim(folder):
+        table = pd.read_parquet(folder / rundir.LAYOUT)
+        part = render_pictures(table, render, folder, force=True)
+        manifest_path = folder / rundir.MANIFEST
+        if manifest_path.is_file():  # record what the pictures now show
+            manifest = rundir.read_json(manifest_path) | part
+            manifest.setdefault("config", {})["render"] = dataclasses.asdict(render)
+            rundir.write_json(manifest_path, manifest)
+    return part["rendered"]["files"]
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    """The run directory's manifest, or {} when there is none (or it cannot be read)."""
+    try:
+        manifest = rundir.read_json(folder / rundir.MANIFEST)
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}

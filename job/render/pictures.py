@@ -1,7 +1,16 @@
-"""Everything drawn for one run: the overview, one PNG per zoom region, the page."""
+"""Everything drawn for one run: the overview, one PNG per zoom region, the page.
+
+The run directory holds only the pictures of its last render: pictures of an earlier render
+that this one did not make are removed. ``render_state`` identifies what a set of pictures
+shows (the render settings and the layout), so a rerun can tell whether to redraw.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
 import logging
 import re
 import time
@@ -16,6 +25,9 @@ from job.rundir import atomic_write
 
 log = logging.getLogger(__name__)
 
+# the names render_all writes; only files with these names are ever removed as stale
+PICTURE_NAME = re.compile(r"^(overview\.png|map\.html|zoom_.+\.png)$")
+
 
 def _save_png(img: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG", optimize=False))
@@ -27,8 +39,9 @@ def zoom_file(name: str) -> str:
 
 
 def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path) -> dict[str, Any]:
-    """Draw the overview, the zooms and (if enabled) the page into ``folder``; returns what
-    was drawn, with seconds per part."""
+    """Draw the overview, the zooms and (if enabled) the page into ``folder``, then remove
+    the pictures of an earlier render that this one did not make; returns what was drawn,
+    with seconds per part."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     regions = zooms.resolve(table, cfg)
@@ -38,15 +51,15 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path) -> dict[str
     start = time.perf_counter()
     drawn = []
     for region in regions:
-        img, labels = raster.zoom(table, region, cfg)
+        picture = raster.draw_zoom(table, region, cfg)
         name = zoom_file(region.name)
-        _save_png(img, folder / name)
-        inside = int(region.contains(table["x"].to_numpy(), table["y"].to_numpy()).sum())
-        sample = [lab.text for lab in labels[:12]]
+        _save_png(picture.image, folder / name)
+        sample = [lab.text for lab in picture.labels[:12]]
         log.info("zoom %s (%s): %d tokens, %d labels, e.g. %s", region.name, region.how,
-                 inside, len(labels), " ".join(sample))
-        drawn.append(region.as_dict() | {"file": name, "points": inside,
-                                         "labels": len(labels), "examples": sample})
+                 picture.points, len(picture.labels), " ".join(sample))
+        drawn.append(region.as_dict() | {"file": name, "points": picture.points,
+                                         "labels": len(picture.labels), "title": picture.title,
+                                         "examples": sample})
     seconds["zooms"] = time.perf_counter() - start
     files = ["overview.png"] + [d["file"] for d in drawn]
     facts: dict[str, Any] = {}
@@ -57,7 +70,46 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path) -> dict[str
         facts["page_bytes"] = page.write(table, cfg, regions, folder / "map.html")["bytes"]
         seconds["page"] = time.perf_counter() - start
         files.append("map.html")
+    if stale := remove_stale(folder, files):
+        log.info("removed %d picture(s) of an earlier render: %s", len(stale), ", ".join(stale))
     seconds = {k: round(v, 2) for k, v in seconds.items()}
     log.info("rendered in %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     return {"color_by": cfg.color_by, "zooms": drawn, "files": files, "seconds": seconds,
             **facts}
+
+
+def remove_stale(folder: Path, keep: list[str]) -> list[str]:
+    """Remove pictures (``overview.png``, ``zoom_*.png``, ``map.html``) not in ``keep``;
+    any other file is left alone. Returns the names removed."""
+    stale = sorted(p.name for p in Path(folder).iterdir()
+                   if PICTURE_NAME.match(p.name) and p.name not in keep and p.is_file())
+    for name in stale:
+        (folder / name).unlink(missing_ok=True)
+    return stale
+
+
+def render_state(cfg: RenderConfig, layout: Path) -> dict[str, str]:
+    """What decides the pictures: a hash of the render settings (and vocabmap's version)
+    and the SHA-256 of the layout file they are drawn from."""
+    try:
+        version = importlib.metadata.version("vocabmap")
+    except importlib.metadata.PackageNotFoundError:
+        version = ""
+    blob = json.dumps({"render": dataclasses.asdict(cfg), "vocabmap": version},
+                      sort_keys=True, default=str).encode()
+    return {"settings": hashlib.sha256(blob).hexdigest()[:12],
+            "layout_sha256": hashlib.sha256(Path(layout).read_bytes()).hexdigest()}
+
+
+def up_to_date(folder: Path, stored: dict[str, Any], state: dict[str, str]) -> bool:
+    """Whether ``stored`` (a manifest's ``render_state``) shows the same settings and layout
+    as ``state`` and every picture it lists is still there, as written."""
+    if {k: stored.get(k) for k in state} != state or not stored.get("files"):
+        return False
+    return all((folder / name).is_file() and (folder / name).stat().st_size == size
+               for name, size in stored["files"].items())
+
+
+def file_sizes(folder: Path, files: list[str]) -> dict[str, int]:
+    """Each picture's size in bytes, for ``up_to_date`` to check later."""
+    return {name: (folder / name).stat().st_size for name in files}

@@ -148,12 +148,32 @@ def title_band(font_size: int) -> int:
     return font_size + 14
 
 
+@dataclass
+class ZoomPicture:
+    """A drawn zoom: the image, its labels, and the one count its title, the log and the
+    manifest all give (the tokens drawn in the picture)."""
+
+    image: Image.Image
+    labels: list[lab.Label]
+    points: int
+    title: str
+
+
 def zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig,
          ) -> tuple[Image.Image, list[lab.Label]]:
+    """One region: every point in it drawn, and non-overlapping token labels (see
+    ``draw_zoom``)."""
+    picture = draw_zoom(table, region, cfg)
+    return picture.image, picture.labels
+
+
+def draw_zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig) -> ZoomPicture:
     """One region: every point in it drawn, and non-overlapping token labels.
 
     The picture is ``zoom_width`` x ``zoom_height``: a title strip on top, the raster below
-    it. Returned labels are in picture pixels (``index`` is the table row).
+    it. Returned labels are in picture pixels (``index`` is the table row). The raster can
+    show a little more than the region (it is widened to the picture's shape); ``points``
+    counts every token the picture shows.
     """
     band = title_band(cfg.font_size)
     canvas = zoom_canvas(region, cfg.zoom_width, cfg.zoom_height - band)
@@ -174,7 +194,8 @@ def zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig,
         box = (p.box[0], p.box[1] + band, p.box[2], p.box[3] + band)
         lab.draw_text(draw, (box[0] + 2, box[1] + 2), p.text, cfg.font_size, fill="#111111")
         labels.append(lab.Label(int(sub.index[p.index]), p.text, p.px, p.py + band, box))
-    title = f"{region.name}: {int(shown.sum()):,} tokens, {len(placed)} labelled"
+    points = int(shown.sum())
+    title = f"{region.name}: {points:,} tokens, {len(labels)} labelled"
     draw.line((0, band - 1, cfg.zoom_width, band - 1), fill="#cccccc")
     lab.draw_text(draw, (8, 5), title, cfg.font_size + 2)
-    return img, labels
+    return ZoomPicture(img, labels, points, title)
