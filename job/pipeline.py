@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from job import contextual, gpu, quality, reduce, rundir, select, source, tokens
+from job import contextual, gpu, neighbours, quality, reduce, rundir, select, source, tokens
 from job.config import Config, ModelConfig, RenderConfig
 from job.knn import knn, l2_normalise
 from job.render import pictures
+from job.stages import Stages
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,14 @@ def _on_device(backend: str) -> bool:
     return backend == "cuml"
 
 
-def contextualise(emb: source.Embeddings, config: Config, stages: rundir.Stages,
+def _selected_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The selected rows, in order: the matrix itself when all are selected (no copy)."""
+    if len(rows) == matrix.shape[0] and (rows == np.arange(len(rows))).all():
+        return matrix
+    return np.ascontiguousarray(matrix[rows])
+
+
+def contextualise(emb: source.Embeddings, config: Config, stages: Stages,
                   ) -> tuple[np.ndarray, dict[str, Any]]:
     """Swap the input embeddings for contextual means; return occurrence counts and facts."""
     cfg = config.contextual
@@ -49,7 +57,7 @@ def contextualise(emb: source.Embeddings, config: Config, stages: rundir.Stages,
     return vectors.counts, facts
 
 
-def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
+def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
                  occurrences: np.ndarray | None = None,
                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Token table with x, y for the selected rows, and what the manifest should record.
@@ -71,21 +79,27 @@ def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
     log.info("t-SNE backend: %s (%s)", backend, why)
     cfg = config.layout
     with stages.stage("prepare"):
-        X = np.ascontiguousarray(emb.matrix[rows])
+        X = _selected_rows(emb.matrix, rows)
         if _on_device(backend):
             X = gpu.to_device(X)
         if cfg.metric == "cosine":
-            X = l2_normalise(X)
+            # the input matrix is not needed again, except for a contextual run's vectors
+            X = l2_normalise(X, inplace=X is not emb.matrix or occurrences is None)
+    route = neighbours.choose(cfg.knn, X.shape[0], X.shape[1], _on_device(backend))
+    log.info("kNN search: %s (%s)", route.name, route.why)
     with stages.stage("knn"):
-        graph = knn(X, reduce.n_neighbors(cfg, X.shape[0])) if backend != "sklearn" else None
+        graph = (knn(X, reduce.n_neighbors(cfg, X.shape[0]), precision=route.precision)
+                 if backend != "sklearn" else None)
     with stages.stage("layout"):
         layout = reduce.fit(X, cfg, backend, graph)
     with stages.stage("quality"):
         q = config.quality
         score = quality.knn_preservation(X, layout.coords, q.k, q.sample, q.seed,
-                                         neighbours=graph[0] if graph is not None else None)
-    log.info("kNN preservation at k=%d on %d tokens: %.3f", score["k"], score["sample"],
-             score["knn_preservation"])
+                                         neighbours=graph[0] if graph is not None else None,
+                                         exact=route.exact)
+    log.info("kNN preservation at k=%d on %d tokens: %.3f%s", score["k"], score["sample"],
+             score["knn_preservation"], f"; the kNN graph holds {score['graph_recall']:.3f} of "
+             "the exact neighbours" if "graph_recall" in score else "")
     table["x"] = layout.coords[:, 0]
     table["y"] = layout.coords[:, 1]
     facts = {
@@ -97,6 +111,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
                   "tensor": emb.tensor_name, "padding_rows_dropped": emb.padding_rows},
         "selection": selection,
         "backend": {"name": backend, "why": why, "effective_params": layout.params},
+        "knn": route.record() if graph is not None else None,
         "device": gpu.device_info() if _on_device(backend) else {"kind": "cpu"},
         "quality": score,
     }
@@ -118,7 +133,7 @@ def run_model(model: ModelConfig, config: Config) -> Path:
     """
     folder = rundir.run_dir(model, config)
     with rundir.claim(folder):
-        stages = rundir.Stages()
+        stages = Stages()
         stored = _reusable_layout(folder)
         if stored:
             table, facts = stored
@@ -133,7 +148,8 @@ def run_model(model: ModelConfig, config: Config) -> Path:
             "layout_reused": stored is not None,
             **pictures_part,
             "seconds": {**stages.seconds, "total": stages.total},  # this run's stages
-            "peak_rss_mib": round(rundir.peak_rss_mib(), 1),
+            "peak_rss_mib": stages.overall_peak_mib,
+            "peak_rss_mib_per_stage": dict(stages.peak_mib),
             "environment": rundir.environment(),
         }
         rundir.write_json(folder / rundir.MANIFEST, manifest)
@@ -150,7 +166,7 @@ def _reusable_layout(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None
     return pd.read_parquet(layout), rundir.read_json(facts)
 
 
-def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: rundir.Stages,
+def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stages,
                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Compute the layout and write ``layout.parquet`` then ``facts.json``."""
     for old in (rundir.FACTS, rundir.MANIFEST):  # they describe a layout that is gone
@@ -169,6 +185,7 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: rundi
         facts["contextual"] = ctx | {"vectors_file": rundir.VECTORS}
     del emb
     facts["layout_seconds"] = dict(stages.seconds)
+    facts["layout_peak_rss_mib"] = dict(stages.peak_mib)
     rundir.write_parquet(folder / rundir.LAYOUT, table)
     rundir.write_json(folder / rundir.FACTS, facts)
     return table, facts

@@ -22,7 +22,8 @@ def sample_ids(n: int, size: int, seed: int) -> np.ndarray:
 
 
 def knn_preservation(data: Any, coords: Any, k: int = 10, sample: int = 2000,
-                     seed: int = 0, neighbours: Any | None = None) -> dict[str, float | int]:
+                     seed: int = 0, neighbours: Any | None = None, exact: bool = True,
+                     ) -> dict[str, float | int]:
     """Mean share of each sampled row's k nearest neighbours in ``data`` kept in ``coords``.
 
     ``data`` should be the matrix the layout saw (row-normalised for the cosine metric).
@@ -43,12 +44,23 @@ def knn_preservation(data: Any, coords: Any, k: int = 10, sample: int = 2000,
     # float64 for the map: |a|² + |b|² − 2ab in float32 loses near neighbours' order once
     # the map spans a hundred units; two columns make it cheap.
     coords = xp.asarray(coords, dtype=xp.float64)
-    if neighbours is not None and neighbours.shape[1] >= k:
+    recall: dict[str, float] = {}
+    if neighbours is not None and exact and neighbours.shape[1] >= k:
         high = xp.asarray(neighbours)[ids, :k]
     else:
-        high, _ = knn(data, k, queries=data[ids], query_ids=ids)
+        width = k if neighbours is None else max(k, min(neighbours.shape[1], n - 1))
+        high, _ = knn(data, width, queries=data[ids], query_ids=ids)
+        if neighbours is not None:
+            graph = xp.asarray(neighbours)[ids, :width]
+            recall = {"graph_recall": _overlap(high, graph) / width}
+        high = high[:, :k]
     low, _ = knn(coords, k, queries=coords[ids], query_ids=ids)
-    hits = (high[:, :, None] == low[:, None, :]).any(axis=2).sum(axis=1)
-    score = float(hits.mean()) / k
+    score = _overlap(high, low) / k
     return {"k": k, "sample": int(len(ids_np)), "seed": seed, "knn_preservation": score,
-            "chance": k / (n - 1)}
+            "chance": k / (n - 1), **recall}
+
+
+def _overlap(a: Any, b: Any) -> float:
+    """Mean number of entries a row of ``a`` shares with the same row of ``b`` (rows hold
+    distinct entries)."""
+    return float((a[:, :, None] == b[:, None, :]).any(axis=2).sum(axis=1).mean())

@@ -20,7 +20,6 @@ import logging
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -336,35 +335,9 @@ def git_revision() -> str:
     return rev + ("-dirty" if dirty else "")
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def environment() -> dict[str, Any]:
     return {"python": sys.version.split()[0], "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "host": platform.node(),
             "slurm_job": os.environ.get("SLURM_JOB_ID", ""),
             "slurm_array_task": os.environ.get("SLURM_ARRAY_TASK_ID", ""),
             "vocabmap_git": git_revision(), "libraries": library_versions()}
-
-
-class Stages:
-    """Times each stage of a run, logs one line per stage, and keeps the figures."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.started = time.perf_counter()
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        log.info("stage %s ...", name)
-        start = time.perf_counter()
-        yield
-        took = time.perf_counter() - start
-        self.seconds[name] = round(self.seconds.get(name, 0.0) + took, 3)
-        log.info("stage %s: %.1f s (peak RSS %.0f MiB)", name, took, peak_rss_mib())
-
-    @property
-    def total(self) -> float:
-        return round(time.perf_counter() - self.started, 3)
