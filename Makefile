@@ -13,7 +13,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || ech
 CUML_EXTRA ?= cuml-cu12
 CUML_TESTS ?= tests/test_cuml_contract.py tests/test_run.py tests/test_tokens.py tests/test_render.py
 
-.PHONY: install run test test-cuml lint bench clean
+.PHONY: install run test test-cuml lint bench bench-scaling clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ test-cuml:
 
 bench: install
 	$(PY) bench/tsne_backends.py
+
+bench-scaling: install
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) bench/scaling.py
 
 clean:
 	rm -rf runs logs .pytest_cache

@@ -84,9 +84,9 @@ class LayoutConfig:
     # measured it 1.5-2.8x slower); false = cuML's fastest path, which varies run to run.
     # openTSNE (CPU) is deterministic for a seed either way.
     deterministic: bool = True
-    # neighbour search: "auto" = exact float32 where cheap, bf16 products for large N² · d on
-    # CPUs that multiply bf16 fast (job/neighbours.py); "exact" / "bf16" force one.
-    knn: Literal["auto", "exact", "bf16"] = "auto"
+    # neighbour search: "auto" = exact float32 where cheap, int8 products for large N² · d on
+    # CPUs that multiply int8 fast (job/neighbours.py); "exact" / "int8" force one.
+    knn: Literal["auto", "exact", "int8"] = "auto"
     n_jobs: int = -1  # CPU threads; -1 = all cores
 
 

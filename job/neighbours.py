@@ -1,12 +1,11 @@
-"""Which neighbour search a layout gets: exact float32 where it is cheap, bf16 products where
-the exact search would dominate the job and this CPU multiplies bf16 much faster.
+"""Which neighbour search a layout gets: exact float32 where it is cheap, int8 products where
+the exact search would dominate the job and this CPU multiplies int8 much faster.
 
 The exact search costs about N² · d multiply-adds (half of them, by symmetry). On the
 embedded default (30,522 × 384) that is a few seconds; on a 131,072 × 5,120 vocabulary it
-was 85 % of a 462 s job on 2 cores. bf16 products (job/knn.py) keep the same blocked search
-and give up only the order of near-ties: measured on 32,768 × 5,120 rows, 2.8 times less
-CPU time and 99 % of the exact 90 neighbours (README, "Neighbour search at scale"). The GPU
-path stays exact: there the search takes seconds.
+was 85 % of a 462 s job on 2 cores. int8 products (job/knn.py) keep the same blocked search
+and give up only the order of near-ties (README, "Neighbour search at scale", for the
+measured time and recall). The GPU path stays exact: there the search takes seconds.
 """
 
 from __future__ import annotations
@@ -14,22 +13,23 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 log = logging.getLogger(__name__)
 
 # N² · d below which the exact float32 search is kept: the embedded default is 3.6e11; a
-# 50,000-token vocabulary at 768 dims (1.9e12) takes bf16 where this CPU makes it pay.
+# 50,000-token vocabulary at 768 dims (1.9e12) takes int8 where this CPU makes it pay.
 EXACT_BELOW = 1.5e12
-MIN_SPEEDUP = 1.5  # bf16 products must be at least this much faster to be chosen
+MIN_SPEEDUP = 1.5  # int8 products must be at least this much faster to be chosen
 
 
 @dataclass(frozen=True)
 class Route:
     """How the kNN graph is searched: ``precision`` for job.knn.knn, and why."""
 
-    name: str  # "exact" or "bf16"
-    precision: str  # "fp32" or "bf16"
+    name: str  # "exact" or "int8"
+    precision: str  # "fp32" or "int8"
     why: str
     exact: bool  # the graph holds the exact neighbours (up to float32 ties)
 
@@ -38,49 +38,55 @@ class Route:
 
 
 EXACT = "exact"
-BF16 = "bf16"
+INT8 = "int8"
 
 
 def choose(requested: str, n: int, d: int, on_gpu: bool) -> Route:
     """The route for ``n`` rows of ``d`` dims: ``requested`` is ``layout.knn``
-    ("auto", "exact" or "bf16")."""
+    ("auto", "exact" or "int8")."""
     cost = float(n) ** 2 * d
     if on_gpu:
-        if requested == BF16:
-            log.warning("layout.knn = 'bf16' is a CPU route; the GPU search is exact")
+        if requested == INT8:
+            log.warning("layout.knn = 'int8' is a CPU route; the GPU search is exact")
         return Route(EXACT, "fp32", "GPU: the exact search takes seconds", True)
     if requested == EXACT:
         return Route(EXACT, "fp32", "requested (layout.knn = 'exact')", True)
-    if requested == BF16:
-        return Route(BF16, "bf16", "requested (layout.knn = 'bf16')", False)
+    if requested == INT8:
+        return Route(INT8, "int8", "requested (layout.knn = 'int8')", False)
     if cost < EXACT_BELOW:
         return Route(EXACT, "fp32", f"N² · d = {cost:.1e} is below {EXACT_BELOW:.1e}", True)
-    speedup = bf16_speedup(d)
+    speedup = int8_speedup(d)
     if speedup < MIN_SPEEDUP:
-        return Route(EXACT, "fp32", f"N² · d = {cost:.1e}, but bf16 products are only "
+        return Route(EXACT, "fp32", f"N² · d = {cost:.1e}, but int8 products are only "
                      f"{speedup:.1f}x faster than float32 on this CPU", True)
-    return Route(BF16, "bf16", f"N² · d = {cost:.1e} is above {EXACT_BELOW:.1e} and bf16 "
+    return Route(INT8, "int8", f"N² · d = {cost:.1e} is above {EXACT_BELOW:.1e} and int8 "
                  f"products are {speedup:.1f}x faster than float32 on this CPU", False)
 
 
 @functools.cache
-def bf16_speedup(d: int, rows: int = 2048, repeats: int = 3) -> float:
-    """How many times faster this CPU multiplies bf16 than float32 matrices of ``d`` columns
-    (best of ``repeats``; about a tenth of a second). 0 without torch."""
+def int8_speedup(d: int, rows: int = 2048, repeats: int = 3) -> float:
+    """How many times faster this CPU multiplies int8 (int32 sums) than float32 matrices of
+    ``d`` columns (best of ``repeats``; about a tenth of a second). 0 where torch or its
+    int8 product is missing."""
     try:
         import torch
-    except ImportError:
+
+        d = min(d, 4096)
+        x = torch.randn(rows, d)
+        q = torch.randint(-127, 128, (rows, d), dtype=torch.int8)
+        fp32 = _best(lambda: x @ x.T, repeats)
+        int8 = _best(lambda: torch._int_mm(q, q.T), repeats)
+    except (ImportError, RuntimeError, AttributeError) as err:
+        log.debug("no int8 products here: %s", err)
         return 0.0
-    d = min(d, 4096)
-    a = torch.randn(rows, d)
-    best = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        x = a.to(dtype)
-        x @ x.T  # warm-up
-        took = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            x @ x.T
-            took.append(time.perf_counter() - start)
-        best[dtype] = min(took)
-    return best[torch.float32] / max(best[torch.bfloat16], 1e-9)
+    return fp32 / max(int8, 1e-9)
+
+
+def _best(step: Callable[[], object], repeats: int) -> float:
+    step()  # warm-up
+    took = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        took.append(time.perf_counter() - start)
+    return min(took)

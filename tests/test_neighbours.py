@@ -1,5 +1,5 @@
-"""The neighbour-search route: exact where cheap, bf16 products above the threshold where
-this CPU makes them pay; the bf16 search itself; what the manifest says."""
+"""The neighbour-search route: exact where cheap, int8 products above the threshold where
+this CPU makes them pay; the int8 search itself; what the manifest says."""
 
 from __future__ import annotations
 
@@ -28,43 +28,43 @@ def test_the_embedded_default_stays_exact() -> None:
 
 
 @pytest.mark.parametrize("speedup", [3.0, 1.2])
-def test_above_the_threshold_bf16_only_where_it_pays(monkeypatch: pytest.MonkeyPatch,
+def test_above_the_threshold_int8_only_where_it_pays(monkeypatch: pytest.MonkeyPatch,
                                                      speedup: float) -> None:
-    monkeypatch.setattr(neighbours, "bf16_speedup", lambda d: speedup)
+    monkeypatch.setattr(neighbours, "int8_speedup", lambda d: speedup)
     route = neighbours.choose("auto", 131072, 5120, on_gpu=False)
     if speedup >= neighbours.MIN_SPEEDUP:
-        assert (route.name, route.precision, route.exact) == ("bf16", "bf16", False)
+        assert (route.name, route.precision, route.exact) == ("int8", "int8", False)
         assert "3.0x faster" in route.why
     else:
         assert route.name == "exact" and "only 1.2x" in route.why
 
 
 def test_just_below_and_above_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(neighbours, "bf16_speedup", lambda d: 4.0)
+    monkeypatch.setattr(neighbours, "int8_speedup", lambda d: 4.0)
     d = 768
     n_edge = int((neighbours.EXACT_BELOW / d) ** 0.5)
     assert neighbours.choose("auto", n_edge - 10, d, on_gpu=False).name == "exact"
-    assert neighbours.choose("auto", n_edge + 10, d, on_gpu=False).name == "bf16"
+    assert neighbours.choose("auto", n_edge + 10, d, on_gpu=False).name == "int8"
 
 
 def test_gpu_and_forced_routes() -> None:
     assert neighbours.choose("auto", 256000, 4096, on_gpu=True).name == "exact"
     assert neighbours.choose("exact", 256000, 4096, on_gpu=False).name == "exact"
-    assert neighbours.choose("bf16", 1000, 64, on_gpu=False).name == "bf16"
+    assert neighbours.choose("int8", 1000, 64, on_gpu=False).name == "int8"
 
 
-def test_bf16_speedup_is_measured() -> None:
-    assert neighbours.bf16_speedup(256, rows=256, repeats=1) > 0
+def test_int8_speedup_is_measured() -> None:
+    assert neighbours.int8_speedup(256, rows=256, repeats=1) > 0
 
 
-def test_bf16_search_keeps_almost_every_neighbour() -> None:
+def test_int8_search_keeps_almost_every_neighbour() -> None:
     X = clustered(3000, 256)
     exact_idx, exact_d = knn(X, 30)
-    idx, dist = knn(X, 30, precision="bf16", tile_bytes=4 * 700 * 700)  # several tiles
+    idx, dist = knn(X, 30, precision="int8", tile_bytes=4 * 700 * 700)  # several tiles
     recall = np.mean([len(np.intersect1d(a, b)) for a, b in zip(idx, exact_idx, strict=True)]) / 30
     assert recall > 0.95, recall
     assert not (idx == np.arange(3000)[:, None]).any()  # self excluded
-    assert np.abs(dist - exact_d).max() < 0.02  # distances of unit rows, bf16 products
+    assert np.abs(dist - exact_d).max() < 0.02  # distances of unit rows, int8 products
     assert (np.diff(dist, axis=1) >= 0).all()
 
 
@@ -87,10 +87,10 @@ def test_a_job_above_the_threshold_records_its_route(fast_config: Path, tmp_path
                                                      capsys: pytest.CaptureFixture[str],
                                                      ) -> None:
     monkeypatch.setattr(neighbours, "EXACT_BELOW", 1.0)
-    monkeypatch.setattr(neighbours, "bf16_speedup", lambda d: 3.0)
+    monkeypatch.setattr(neighbours, "int8_speedup", lambda d: 3.0)
     assert cli.main(["run", str(fast_config)]) == 0
     run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["knn"]["name"] == "bf16" and not manifest["knn"]["exact"]
+    assert manifest["knn"]["name"] == "int8" and not manifest["knn"]["exact"]
     assert 0.8 <= manifest["quality"]["graph_recall"] <= 1.0
     assert set(manifest["peak_rss_mib_per_stage"]) >= {"load", "knn", "layout", "render"}
