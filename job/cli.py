@@ -1,8 +1,9 @@
-"""Command line: ``python -m job run CONFIG`` (also ``vocabmap run …``), ``render``, ``check``.
+"""Command line of vocabmap: ``run``, ``render``, ``check`` and ``compare``.
 
-Errors a user can fix (bad config, missing model, no GPU for cuML) end with one line on
-standard error and a non-zero exit; the last line on standard output of ``run`` is the path
-of the run directory.
+Errors a user can fix (a bad config, a missing or damaged model, no GPU for cuML, a full disk)
+end with one line on standard error, ``vocabmap: error: <what is wrong and what to do>``, and
+exit code 2; ``--debug`` adds the traceback. Anything else is a bug and shows its traceback.
+The last line on standard output of ``run`` is the path of the run directory.
 """
 
 from __future__ import annotations
@@ -10,28 +11,54 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from job import config as config_mod
+from job.errors import VocabmapError
 
-USER_ERRORS: tuple[type[Exception], ...] = (config_mod.ConfigError,)
+DESCRIPTION = "Map the whole token-embedding matrix of transformer models with t-SNE."
+EPILOG = """commands:
+  vocabmap run CONFIG            lay out and render every model of a config
+  vocabmap check CONFIG          validate a config without reading model weights
+  vocabmap render RUN_DIR        re-render a finished run
+  vocabmap compare RUN_DIR ...   compare the maps of several runs
+
+`vocabmap COMMAND --help` describes a command's options; `python -m job` works the same."""
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from job.compare import CompareError
-    from job.contextual import CorpusError
+    """What the command line reports as one line: every :class:`VocabmapError`, and the
+    backend's error (job/reduce keeps its own class)."""
     from job.reduce import BackendError
-    from job.render.zooms import ZoomError
-    from job.source import SourceError
 
-    return USER_ERRORS + (SourceError, BackendError, ZoomError, CompareError, CorpusError)
+    return (VocabmapError, BackendError)
+
+
+def _os_message(err: OSError) -> str:
+    """One line for an error of the file system or the environment (disk full, permission)."""
+    what = err.strerror or type(err).__name__
+    where = f": {err.filename}" if err.filename else ""
+    return (f"{what}{where}; check that the path exists and is writable and that its disk "
+            "has free space")
+
+
+def _fail(message: str, debug: bool) -> int:
+    """Print the one error line (after the traceback with ``--debug``); exit code 2."""
+    if debug:
+        traceback.print_exc()
+    line = " ".join(str(message).split())
+    print(f"vocabmap: error: {line}", file=sys.stderr)
+    return 2
 
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    for noisy in ("numba", "matplotlib", "PIL", "urllib3", "httpx", "filelock", "bokeh"):
+    # openTSNE logs "KNN index provided. Ignoring KNN-related parameters." on every run
+    for noisy in ("numba", "matplotlib", "PIL", "urllib3", "httpx", "filelock", "bokeh",
+                  "openTSNE"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -130,17 +157,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vocabmap", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="lay out and render the models of a config")
+    common = argparse.ArgumentParser(add_help=False)  # accepted before or after the command
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, also print the traceback (implies -v)")
+    p = argparse.ArgumentParser(prog="vocabmap", description=DESCRIPTION, epilog=EPILOG,
+                                parents=[common],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(verbose=False, debug=False)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", parents=[common],
+                         help="lay out and render the models of a config")
     run.add_argument("config", help="TOML config, e.g. configs/default.toml")
     run.add_argument("--model", help="hub id or local folder (overrides the config's models)")
     run.add_argument("--out", help="output folder for run directories (overrides output.dir)")
     run.add_argument("--index", type=int, help="run only the config's model number INDEX "
                      "(0-based; what a Slurm array task does)")
     run.set_defaults(func=cmd_run)
-    render = sub.add_parser("render", help="re-render a finished run without recomputing")
+    render = sub.add_parser("render", parents=[common],
+                            help="re-render a finished run without recomputing")
     render.add_argument("run_dir")
     render.add_argument("--config", help="take [render] from this TOML instead of the run's")
     render.add_argument("--color-by", help="colour by this token-table column")
@@ -170,9 +206,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose or args.debug)
     try:
         return args.func(args)
     except _user_errors() as err:
-        print(f"vocabmap: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err), args.debug)
+    except OSError as err:  # the environment: a full disk, a folder that cannot be written
+        return _fail(_os_message(err), args.debug)

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from job.errors import VocabmapError
+
 EMBEDDED_DEFAULT = "embedded:all-MiniLM-L6-v2"
 
 
-class ConfigError(ValueError):
+class ConfigError(VocabmapError, ValueError):
     """A config value is missing, misspelt or out of range; the message says which and why."""
 
 
@@ -273,6 +275,9 @@ def load(path: str | Path) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file; save the config as UTF-8 "
+                          "TOML") from None
     return from_dict(data)
 
 

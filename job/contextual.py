@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from job.config import ContextualConfig
+from job.errors import VocabmapError
 
 log = logging.getLogger(__name__)
 
 
-class CorpusError(ValueError):
+class CorpusError(VocabmapError, ValueError):
     """The corpus cannot be read; the message names the file and the fix."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from job.config import EMBEDDED_DEFAULT, ModelConfig
+from job.errors import VocabmapError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ _KNOWN_NAMES = ("embed_tokens.weight", "word_embeddings.weight", "wte.weight", "
                 "tok_embeddings.weight", "shared.weight", "wte.embedding.weight")
 
 
-class SourceError(RuntimeError):
+class SourceError(VocabmapError, RuntimeError):
     """The model could not be found or read; the message says what to do."""
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from job import rundir
 from job.config import Config, ModelConfig
+from job.errors import VocabmapError
 from job.knn import l2_normalise
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 SKIPPED_CATEGORIES = ("special", "byte")
 
 
-class CompareError(ValueError):
+class CompareError(VocabmapError, ValueError):
     """The comparison cannot run as asked; the message says why and what to do."""
 
 

@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 
 from job.config import RenderConfig, ZoomConfig
+from job.errors import VocabmapError
 from job.render import labels
 
 log = logging.getLogger(__name__)
 
 
-class ZoomError(ValueError):
+class ZoomError(VocabmapError, ValueError):
     """A configured zoom cannot be placed; the message says why."""
 
 

@@ -1,0 +1,129 @@
+"""Bad input never crashes and never lies (issue 11, input side): each case ends with one
+``vocabmap: error:`` line and exit code 2, no traceback and no written file, or runs and says
+what it did in the log and the manifest. Every case uses real files: tiny models the tests
+build and then damage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from job import cli
+from tests.conftest import FAST_TOML
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "job", *args], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT, env=env)
+
+
+def error_line(stderr: str) -> str:
+    """The one error line of a failed command; fails the test on a traceback or a second
+    error line."""
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("vocabmap: error:")]
+    assert len(errors) == 1, stderr
+    assert stderr.rstrip().splitlines()[-1] == errors[0]
+    return errors[0]
+
+
+def files_under(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+def config(tmp_path: Path, model: Path, extra: str = "", name: str = "c.toml") -> Path:
+    """The fast test config for ``model``, output under ``tmp_path/runs``, plus ``extra``
+    TOML lines appended to its tables."""
+    text = FAST_TOML.format(model=model, out=tmp_path / "runs")
+    for line in extra.strip().splitlines():
+        table, _, setting = line.partition(" ")
+        if f"[{table}]\n" not in text:
+            text += f"\n[{table}]\n"
+        text = text.replace(f"[{table}]\n", f"[{table}]\n{setting}\n", 1)
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def copy_model(bert_dir: Path, folder: Path, *skip: str) -> Path:
+    shutil.copytree(bert_dir, folder, ignore=shutil.ignore_patterns(*skip) if skip else None)
+    return folder
+
+
+def manifest_of(stdout: str) -> tuple[Path, dict]:
+    folder = Path(stdout.strip().splitlines()[-1])
+    return folder, json.loads((folder / "manifest.json").read_text())
+
+
+# --- 1. one base class, one line, the traceback behind --debug -----------------------------
+
+def test_user_errors_share_one_base_class() -> None:
+    from job.compare import CompareError
+    from job.config import ConfigError
+    from job.contextual import CorpusError
+    from job.errors import VocabmapError
+    from job.render.zooms import ZoomError
+    from job.source import SourceError
+
+    for error in (ConfigError, SourceError, ZoomError, CompareError, CorpusError):
+        assert issubclass(error, VocabmapError), error
+
+
+def test_config_error_is_one_line_and_debug_adds_the_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[layout]\nperplexityy = 5\n", encoding="utf-8")
+    assert cli.main(["check", str(path)]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        "vocabmap: error: unknown key 'layout.perplexityy'; allowed keys in [layout]: backend, "
+        "metric, perplexity, n_iter, early_exaggeration_iter, early_exaggeration, "
+        "learning_rate, seed, n_jobs")
+    assert cli.main(["--debug", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ConfigError" in err
+    assert err.rstrip().splitlines()[-1].startswith("vocabmap: error: unknown key")
+
+
+def test_config_that_is_not_utf8_is_one_line(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("[model]\nid = 'caf\xe9'\n".encode("latin-1"))
+    assert cli.main(["check", str(path)]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"vocabmap: error: {path}: not a UTF-8 text file; save the config as UTF-8 TOML")
+
+
+def test_os_error_is_one_line(fast_config: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code = cli.main(["run", str(fast_config), "--out", str(blocker / "runs")])
+    line = error_line(capsys.readouterr().err)
+    assert code == 2
+    assert str(blocker) in line and "Not a directory" in line
+
+
+# --- 10. a new user's first minutes ---------------------------------------------------------
+
+def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("run", "check", "render", "compare"):
+        assert f"\n    {command} " in out
+    assert "``" not in out
+
+
+def test_no_opentsne_chatter_on_a_run(fast_config: Path) -> None:
+    proc = run_cli("run", str(fast_config))
+    assert proc.returncode == 0, proc.stderr
+    assert "KNN index provided" not in proc.stderr
