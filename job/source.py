@@ -151,7 +151,7 @@ def _download_weights(repo_id: str, revision: str | None, folder: Path, offline:
     try:
         index = folder / _INDEX
         if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = _weight_map(index)
             fetch(weight_map[_embedding_tensor_name(folder, list(weight_map))])
             return
         try:
@@ -198,26 +198,49 @@ def _embedding_tensor_name(folder: Path, names: list[str]) -> str:
                       "expected a name ending in one of: " + ", ".join(candidates))
 
 
+def _damaged(file: Path, err: Exception) -> SourceError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return SourceError(f"{file} is not a valid safetensors file (truncated or corrupt? "
+                       f"{first}); re-download it")
+
+
+def _weight_map(index: Path) -> dict[str, str]:
+    """Tensor name → shard file of a sharded checkpoint's index."""
+    try:
+        return dict(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise SourceError(f"{index} is not a valid safetensors index (no readable "
+                          f"weight_map: {type(err).__name__}); re-download it") from None
+
+
+def _slice_rows(file: Path, name: str | None, n_rows: int) -> tuple[Any, int, str]:
+    """(first ``n_rows`` rows of tensor ``name`` as stored, stored rows, name) from one
+    safetensors file; ``name`` None: find the input embedding among the file's tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(file, framework="pt") as f:
+            if name is None:
+                name = _embedding_tensor_name(file.parent, list(f.keys()))
+            part = f.get_slice(name)
+            stored = int(part.get_shape()[0])
+            return part[: min(n_rows, stored)], stored, name  # only the rows the tokenizer uses
+    except SafetensorError as err:
+        raise _damaged(file, err) from None
+
+
 def _read_safetensors(folder: Path, n_rows: int) -> tuple[np.ndarray, int, str, str] | None:
     """(first ``n_rows`` rows as float32, stored rows, stored dtype, tensor name), or None
     when the folder has no safetensors weights."""
-    from safetensors import safe_open
-
     index = folder / _INDEX
     if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
+        weight_map = _weight_map(index)
         name = _embedding_tensor_name(folder, list(weight_map))
-        file = folder / weight_map[name]
+        tensor, stored, name = _slice_rows(folder / weight_map[name], name, n_rows)
     elif (folder / _SINGLE).is_file():
-        file = folder / _SINGLE
-        with safe_open(file, framework="pt") as f:
-            name = _embedding_tensor_name(folder, list(f.keys()))
+        tensor, stored, name = _slice_rows(folder / _SINGLE, None, n_rows)
     else:
         return None
-    with safe_open(file, framework="pt") as f:
-        part = f.get_slice(name)
-        stored = int(part.get_shape()[0])
-        tensor = part[: min(n_rows, stored)]  # only the rows the tokenizer uses
     dtype = str(tensor.dtype)
     return _to_float32(tensor), stored, dtype, name
 

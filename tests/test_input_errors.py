@@ -112,6 +112,26 @@ def test_os_error_is_one_line(fast_config: Path, tmp_path: Path,
     assert str(blocker) in line and "Not a directory" in line
 
 
+# --- 6. a truncated or corrupt safetensors file ----------------------------------------------
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_damaged_safetensors_is_one_line(bert_dir: Path, tmp_path: Path, damage: str,
+                                         capsys: pytest.CaptureFixture) -> None:
+    folder = copy_model(bert_dir, tmp_path / f"{damage}-model")
+    weights = folder / "model.safetensors"
+    if damage == "truncated":
+        os.truncate(weights, weights.stat().st_size // 2)
+        why = "Error while deserializing header: incomplete metadata, file not fully covered"
+    else:
+        weights.write_bytes(b"this is not a safetensors file" * 100)
+        why = "Error while deserializing header: header too large"
+    assert cli.main(["run", str(config(tmp_path, folder))]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"vocabmap: error: {weights} is not a valid safetensors file (truncated or corrupt? "
+        f"{why}); re-download it")
+    assert files_under(tmp_path / "runs") == []
+
+
 # --- 10. a new user's first minutes ---------------------------------------------------------
 
 def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture) -> None:
