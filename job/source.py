@@ -33,6 +33,15 @@ _INDEX = "model.safetensors.index.json"
 _SINGLE = "model.safetensors"
 # Checkpoint names of the input embedding in common architectures, tried after the one the
 # architecture itself reports.
+# An id ending like this is a file path, not a hub id (hub ids may hold dots: Qwen2.5-0.5B).
+_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".toml", ".txt",
+                  ".model")
+# A tokenizer's vocabulary, as save_pretrained writes it: a folder needs at least one of these.
+_TOKENIZER_PATTERNS = ("tokenizer.json", "tekken.json", "vocab*.txt", "vocab*.json", "*.model",
+                       "*.spm", "*.tiktoken")
+# Rows beyond the tokenizer above this share of the matrix are worth a warning: GPT-2 pads
+# 50,257 ids to 50,304 rows (0.1 %), LLaMA-style models a few hundred rows at most.
+PADDING_WARN_SHARE = 0.05
 _KNOWN_NAMES = ("embed_tokens.weight", "word_embeddings.weight", "wte.weight", "embed_in.weight",
                 "tok_embeddings.weight", "shared.weight", "wte.embedding.weight")
 
@@ -73,11 +82,25 @@ def hub_cache() -> Path:
     return Path(home).expanduser() / "hub"
 
 
-def resolve(spec: ModelConfig) -> tuple[Path, str]:
-    """Find the model's local folder (downloading from the hub if allowed).
+def tokenizer_files(folder: Path) -> list[str]:
+    """Names of the tokenizer vocabulary files in ``folder`` (tokenizer.json, vocab.txt, …)."""
+    return sorted({p.name for pattern in _TOKENIZER_PATTERNS for p in folder.glob(pattern)})
 
-    Returns the folder and the revision read ("" for local folders).
-    """
+
+def check_tokenizer_files(folder: Path, hint: str = "") -> None:
+    """Fail when ``folder`` holds no tokenizer vocabulary: transformers would then build a
+    tokenizer of the special tokens alone and the map would show only those."""
+    if tokenizer_files(folder):
+        return
+    hint = hint or (f"save the model's tokenizer there with "
+                    f"tokenizer.save_pretrained({str(folder)!r})")
+    raise SourceError(f"no tokenizer files (tokenizer.json, vocab.txt, vocab.json, "
+                      f"tokenizer.model, …) in {folder}; {hint}")
+
+
+def local_folder(spec: ModelConfig) -> tuple[Path, str] | None:
+    """(folder, revision) of the embedded default or a local folder, checked for
+    config.json and tokenizer files; None for a hub id. Reads no weights, needs no network."""
     if spec.id == EMBEDDED_DEFAULT or spec.id.startswith("embedded:"):
         if spec.id != EMBEDDED_DEFAULT:
             raise SourceError(f"unknown embedded model {spec.id!r}; the one shipped is "
@@ -90,10 +113,26 @@ def resolve(spec: ModelConfig) -> tuple[Path, str]:
         if not (local / "config.json").is_file():
             raise SourceError(f"{local} has no config.json; point --model at a folder written "
                               "by save_pretrained or at a hub id")
+        check_tokenizer_files(local)
         return local.resolve(), ""
-    if local.suffix or spec.id.startswith((".", "/", "~")) or spec.id.count("/") > 1:
+    if (local.suffix.lower() in _FILE_SUFFIXES or spec.id.startswith((".", "/", "~"))
+            or spec.id.count("/") > 1):  # a path, not a hub id such as Qwen/Qwen2.5-0.5B
         raise SourceError(f"model folder {spec.id!r} does not exist; check the path")
-    return _from_hub(spec.id, spec.revision or None)
+    return None
+
+
+def resolve(spec: ModelConfig) -> tuple[Path, str]:
+    """Find the model's local folder (downloading from the hub if allowed).
+
+    Returns the folder and the revision read ("" for local folders).
+    """
+    found = local_folder(spec)
+    if found is not None:
+        return found
+    folder, revision = _from_hub(spec.id, spec.revision or None)
+    check_tokenizer_files(folder, f"the hub repository {spec.id!r} ships no tokenizer; map a "
+                                  "local folder holding the weights and the tokenizer instead")
+    return folder, revision
 
 
 def _download_hint(repo_id: str, revision: str | None) -> str:
@@ -320,7 +359,11 @@ def load(spec: ModelConfig) -> Embeddings:
                           f"{name!r} only {stored} rows; tokenizer and weights in {folder} do "
                           "not belong together")
     padding = stored - n_rows
-    if padding:
+    if padding > PADDING_WARN_SHARE * stored:
+        log.warning("the tokenizer has %d ids but the embedding matrix %d rows: %d rows "
+                    "(%.0f %%) are left out as padding; check that the tokenizer in %s belongs "
+                    "to these weights", n_rows, stored, padding, 100 * padding / stored, folder)
+    elif padding:
         log.info("dropped %d padding rows beyond the tokenizer's %d ids", padding, n_rows)
     log.info("read %s %s (%s, %d x %d) via %s", folder.name, name, dtype, *matrix.shape, method)
     return Embeddings(matrix=matrix, tokenizer=tokenizer, model_id=spec.id, path=str(folder),

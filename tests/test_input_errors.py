@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from job import cli
+from job import cli, source
+from job.config import ModelConfig
 from tests.conftest import FAST_TOML
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +111,42 @@ def test_os_error_is_one_line(fast_config: Path, tmp_path: Path,
     line = error_line(capsys.readouterr().err)
     assert code == 2
     assert str(blocker) in line and "Not a directory" in line
+
+
+# --- 2. weights without tokenizer files; a tokenizer much smaller than the matrix ---------
+
+def test_folder_without_tokenizer_files_is_an_error(bert_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    folder = copy_model(bert_dir, tmp_path / "weights-only", "tokenizer*", "vocab.txt",
+                        "special_tokens_map.json")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    path = config(tmp_path, folder)
+    expected = (f"vocabmap: error: no tokenizer files (tokenizer.json, vocab.txt, vocab.json, "
+                f"tokenizer.model, …) in {folder}; save the model's tokenizer there with "
+                f"tokenizer.save_pretrained('{folder}')")
+    assert cli.main(["run", str(path)]) == 2
+    assert error_line(capsys.readouterr().err) == expected
+    assert files_under(tmp_path / "runs") == []
+
+
+def test_tokenizer_much_smaller_than_the_matrix_is_warned(
+        bert_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = copy_model(bert_dir, tmp_path / "small-tokenizer", "tokenizer.json")
+    lines = (folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    (folder / "vocab.txt").write_text("\n".join(lines[:100]) + "\n", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="job.source"):
+        emb = source.load(ModelConfig(id=str(folder)))
+    stored = len(lines)
+    assert emb.matrix.shape[0] == 100 and emb.padding_rows == stored - 100
+    assert (f"the tokenizer has 100 ids but the embedding matrix {stored} rows: {stored - 100} "
+            f"rows ({100 * (stored - 100) / stored:.0f} %) are left out as padding"
+            ) in caplog.text
+
+
+def test_hub_ids_with_dots_are_not_paths(tmp_path: Path) -> None:
+    assert source.local_folder(ModelConfig(id="Qwen/Qwen2.5-0.5B")) is None  # a hub id
+    with pytest.raises(source.SourceError, match="does not exist; check the path"):
+        source.local_folder(ModelConfig(id="weights/model.safetensors"))
 
 
 # --- 6. a truncated or corrupt safetensors file ----------------------------------------------
