@@ -88,6 +88,8 @@ def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
         table = table.loc[rows].reset_index(drop=True)
     log.info("%s: %d of %d tokens selected (%s), %d dims", emb.label, len(rows),
              emb.matrix.shape[0], selection["rule"], emb.matrix.shape[1])
+    # everything the token table can tell is checked before the kNN and the layout start
+    source.check_finite(emb.matrix, rows, emb.path)
     backend, why = reduce.choose(config.layout.backend)
     log.info("t-SNE backend: %s (%s)", backend, why)
     cfg = config.layout

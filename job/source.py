@@ -339,6 +339,25 @@ def tokenizer_rows(tokenizer: Any) -> int:
     return max(tokenizer.get_vocab().values()) + 1
 
 
+def non_finite_rows(matrix: np.ndarray, rows: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Those of ``rows`` whose embedding holds a NaN or an infinity (checked in blocks, so
+    the check needs little memory)."""
+    bad = [rows[start:start + block][~np.isfinite(matrix[rows[start:start + block]]).all(axis=1)]
+           for start in range(0, len(rows), block)]
+    return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
+
+
+def check_finite(matrix: np.ndarray, rows: np.ndarray, where: str) -> None:
+    """Fail, naming the count and the first ids, when a selected row is not finite: t-SNE
+    would crash on it (openTSNE aborts the process) or return nonsense."""
+    bad = non_finite_rows(matrix, rows)
+    if len(bad):
+        ids = ", ".join(str(int(i)) for i in bad[:5]) + (", …" if len(bad) > 5 else "")
+        raise SourceError(f"{len(bad)} embedding rows are not finite (NaN or inf; ids {ids}); "
+                          f"the checkpoint in {where} is damaged: re-download it, or leave "
+                          "those ids out with [tokens] select")
+
+
 def load(spec: ModelConfig) -> Embeddings:
     """Read the full input-embedding matrix and the tokenizer of one model."""
     folder, revision = resolve(spec)

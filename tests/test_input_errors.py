@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from job import cli, source
@@ -147,6 +148,34 @@ def test_hub_ids_with_dots_are_not_paths(tmp_path: Path) -> None:
     assert source.local_folder(ModelConfig(id="Qwen/Qwen2.5-0.5B")) is None  # a hub id
     with pytest.raises(source.SourceError, match="does not exist; check the path"):
         source.local_folder(ModelConfig(id="weights/model.safetensors"))
+
+
+# --- 5. a non-finite embedding row -----------------------------------------------------------
+
+def test_non_finite_rows_are_an_error_not_a_crash(bert_dir: Path, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    folder = copy_model(bert_dir, tmp_path / "nan-model")
+    weights = load_file(folder / "model.safetensors")
+    matrix = weights["embeddings.word_embeddings.weight"]
+    matrix[5, 3], matrix[17, 0], matrix[30, 7] = np.nan, np.inf, -np.inf
+    matrix[40] = 0.0  # a zero row is finite and fine
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    proc = run_cli("run", str(config(tmp_path, folder)))
+    assert proc.returncode == 2, proc.stderr
+    assert error_line(proc.stderr) == (
+        f"vocabmap: error: 3 embedding rows are not finite (NaN or inf; ids 5, 17, 30); the "
+        f"checkpoint in {folder} is damaged: re-download it, or leave those ids out with "
+        "[tokens] select")
+    assert "stage knn" not in proc.stderr
+    assert files_under(tmp_path / "runs") == []
+
+
+def test_zero_rows_normalise_to_zero_not_nan() -> None:
+    from job.knn import l2_normalise
+
+    x = np.array([[0.0, 0.0], [3.0, 4.0]], dtype=np.float32)
+    np.testing.assert_allclose(l2_normalise(x), [[0.0, 0.0], [0.6, 0.8]], rtol=1e-6)
 
 
 # --- 6. a truncated or corrupt safetensors file ----------------------------------------------
