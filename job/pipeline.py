@@ -90,9 +90,11 @@ def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
              emb.matrix.shape[0], selection["rule"], emb.matrix.shape[1])
     # everything the token table can tell is checked before the kNN and the layout start
     source.check_finite(emb.matrix, rows, emb.path)
+    cfg, lowered = select.fit_perplexity(config.layout, len(rows))
+    if lowered:
+        selection["perplexity_lowered"] = lowered
     backend, why = reduce.choose(config.layout.backend)
     log.info("t-SNE backend: %s (%s)", backend, why)
-    cfg = config.layout
     with stages.stage("prepare"):
         X = _to_device(np.ascontiguousarray(emb.matrix[rows]), backend)
         if cfg.metric == "cosine":

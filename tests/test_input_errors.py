@@ -150,6 +150,38 @@ def test_hub_ids_with_dots_are_not_paths(tmp_path: Path) -> None:
         source.local_folder(ModelConfig(id="weights/model.safetensors"))
 
 
+# --- 4. perplexity against the number of selected tokens -----------------------------------
+
+def test_explicit_perplexity_too_large_is_an_error(bert_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    path = config(tmp_path, bert_dir)
+    path.write_text(path.read_text().replace("perplexity = 5", "perplexity = 500"))
+    n = len(source.load_tokenizer(bert_dir))
+    limit = int((n - 1) / 3 * 100) / 100
+    expected = (f"vocabmap: error: layout.perplexity = 500 is too large for the {n} selected "
+                f"tokens: t-SNE uses 3 x perplexity neighbours per token, so it can be at most "
+                f"(n - 1) / 3 = {limit:g}; set layout.perplexity <= {limit:g} or select more "
+                "tokens")
+    assert cli.main(["run", str(path)]) == 2
+    assert error_line(capsys.readouterr().err) == expected
+    assert files_under(tmp_path / "runs") == []
+
+
+def test_default_perplexity_is_lowered_for_a_tiny_selection(bert_dir: Path,
+                                                            tmp_path: Path) -> None:
+    words = "monday|tuesday|friday|king|queen|man|woman|tokyo|paris|japan|france|world"
+    path = config(tmp_path, bert_dir, f'tokens select = "regex"\ntokens regex = "^({words})$"')
+    path.write_text(path.read_text().replace("perplexity = 5\n", ""))  # the default, 30
+    proc = run_cli("run", str(path))
+    assert proc.returncode == 0, proc.stderr
+    _, manifest = manifest_of(proc.stdout)
+    assert manifest["selection"]["selected"] == 12
+    lowered = manifest["selection"]["perplexity_lowered"]
+    assert (lowered["configured"], lowered["used"]) == (30.0, 3.6667)
+    assert manifest["backend"]["effective_params"]["perplexity"] == pytest.approx(11 / 3)
+    assert "layout.perplexity lowered from 30 to 3.6667" in proc.stderr
+
+
 # --- 5. a non-finite embedding row -----------------------------------------------------------
 
 def test_non_finite_rows_are_an_error_not_a_crash(bert_dir: Path, tmp_path: Path) -> None:
