@@ -102,6 +102,9 @@ class ZoomConfig:
     box: tuple[float, ...] = ()  # (x0, x1, y0, y1) in map coordinates
     anchor: str = ""  # display text (or raw token) to centre on
     neighbours: int = 60  # the window is sized to hold about this many nearest tokens
+    # an anchor the model lacks skips the zoom with a warning; required = true makes it an
+    # error, found before the layout starts
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,12 +260,25 @@ def from_dict(data: dict[str, Any]) -> Config:
     if any(m.embeddings == "contextual" for m in config.models) and not config.contextual.corpus:
         raise ConfigError('models[].embeddings = "contextual" needs a corpus: set '
                           '[contextual] corpus = ["path/to/texts.txt"]')
-    for z in config.render.zooms:
+    _check_zooms(config.render)
+    return config
+
+
+def _check_zooms(cfg: RenderConfig) -> None:
+    """Every zoom is named, once, and is either a box or an anchor."""
+    names = [z.name for z in cfg.zooms] + list(cfg.anchors)
+    for z in cfg.zooms:
         if not z.name:
             raise ConfigError("render.zooms entry without a name; add name = \"...\"")
         if bool(z.box) == bool(z.anchor):
             raise ConfigError(f"render.zooms {z.name!r} needs exactly one of box or anchor")
-    return config
+        if z.required and not z.anchor:
+            raise ConfigError(f"render.zooms {z.name!r}: required = true applies to anchor "
+                              "zooms only")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"render zoom names {twice} are used more than once (in zooms or "
+                          "anchors); give each zoom its own name")
 
 
 def load(path: str | Path) -> Config:

@@ -15,7 +15,7 @@ import pandas as pd
 from job import contextual, quality, reduce, rundir, select, source, tokens
 from job.config import Config, ModelConfig
 from job.knn import knn, l2_normalise
-from job.render import pictures
+from job.render import pictures, zooms
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
     log.info("%s: %d of %d tokens selected (%s), %d dims", emb.label, len(rows),
              emb.matrix.shape[0], selection["rule"], emb.matrix.shape[1])
     # everything the token table can tell is checked before the kNN and the layout start
+    zooms.check_required(table, config.render)
     source.check_finite(emb.matrix, rows, emb.path)
     cfg, lowered = select.fit_perplexity(config.layout, len(rows))
     if lowered:

@@ -230,6 +230,33 @@ def test_damaged_safetensors_is_one_line(bert_dir: Path, tmp_path: Path, damage:
     assert files_under(tmp_path / "runs") == []
 
 
+# --- 7. anchors a model does not have --------------------------------------------------------
+
+def test_missing_anchor_is_skipped_and_recorded(bert_dir: Path, tmp_path: Path) -> None:
+    path = config(tmp_path, bert_dir, 'render anchors = ["zebra", "king"]')
+    proc = run_cli("run", str(path))
+    assert proc.returncode == 0, proc.stderr
+    run, manifest = manifest_of(proc.stdout)
+    assert manifest["rendered"]["skipped_zooms"] == [{
+        "name": "zebra", "anchor": "zebra",
+        "why": "anchor token 'zebra' is not in this vocabulary (or not selected)"}]
+    assert "zoom 'zebra' not drawn: anchor token 'zebra' is not in this vocabulary" in proc.stderr
+    assert (run / "zoom_king.png").is_file() and not (run / "zoom_zebra.png").exists()
+
+
+def test_required_anchor_fails_before_the_layout(bert_dir: Path, tmp_path: Path) -> None:
+    path = config(tmp_path, bert_dir)
+    path.write_text(path.read_text().replace(
+        'anchor = "monday", neighbours = 12 }', 'anchor = "zebra", required = true }'))
+    expected = ("vocabmap: error: render.zooms 'days' is required, but its anchor token "
+                "'zebra' is not in this vocabulary (or not selected); pick a token that the "
+                "model's tokenizer has as a single token")
+    proc = run_cli("run", str(path))
+    assert proc.returncode == 2 and error_line(proc.stderr) == expected
+    assert "stage tokens" in proc.stderr and "stage knn" not in proc.stderr
+    assert files_under(tmp_path / "runs") == []
+
+
 # --- 10. a new user's first minutes ---------------------------------------------------------
 
 def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture) -> None:
