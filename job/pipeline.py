@@ -79,7 +79,9 @@ def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
     left out before the token selection applies.
     """
     with stages.stage("tokens"):
-        table = tokens.build_table(emb.tokenizer, emb.matrix.shape[0])
+        table = tokens.build_table(emb.tokenizer, emb.matrix.shape[0],
+                                   tokens.vocab_file_tokens(emb.path))
+        vocabulary = table.attrs["vocabulary_checks"]
         if occurrences is not None:
             table["occurrences"] = occurrences
             table = table[occurrences >= config.contextual.min_count]
@@ -121,6 +123,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: rundir.Stages,
                   "tensor": emb.tensor_name, "padding_rows_dropped": emb.padding_rows,
                   "padding_share": round(emb.padding_rows / (emb.matrix.shape[0]
                                                              + emb.padding_rows), 4)},
+        "vocabulary": vocabulary,
         "selection": selection,
         "backend": {"name": backend, "why": why, "effective_params": layout.params},
         "device": _device_info(backend),

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from job import cli, source
@@ -148,6 +149,29 @@ def test_hub_ids_with_dots_are_not_paths(tmp_path: Path) -> None:
     assert source.local_folder(ModelConfig(id="Qwen/Qwen2.5-0.5B")) is None  # a hub id
     with pytest.raises(source.SourceError, match="does not exist; check the path"):
         source.local_folder(ModelConfig(id="weights/model.safetensors"))
+
+
+# --- 3. a duplicated vocab.txt line ----------------------------------------------------------
+
+def test_duplicated_vocab_line_keeps_every_id_and_text(bert_dir: Path, tmp_path: Path) -> None:
+    folder = copy_model(bert_dir, tmp_path / "dup-vocab", "tokenizer.json")
+    lines = (folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    the, dup = lines.index("the"), lines.index("with")
+    lines[dup] = "the"  # the file now lists "the" twice
+    (folder / "vocab.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    proc = run_cli("run", str(config(tmp_path, folder)))
+    assert proc.returncode == 0, proc.stderr
+    run, manifest = manifest_of(proc.stdout)
+    table = pd.read_parquet(run / "layout.parquet").set_index("token_id")
+    assert len(table) == len(lines)
+    for i in (the, dup):
+        assert table.loc[i, ["token", "display", "category"]].tolist() == ["the", "the", "word"]
+    assert not table["token"].str.startswith("<unused:").any()
+    assert manifest["vocabulary"]["duplicate_strings"] == {
+        "ids": 2, "first_ids": [the, dup], "examples": ["the"]}
+    assert manifest["vocabulary"]["ids_without_token"] == {"ids": 0, "first_ids": []}
+    assert f"vocabulary: 2 ids share their token string with another id (ids [{the}, {dup}]"\
+        in proc.stderr
 
 
 # --- 4. perplexity against the number of selected tokens -----------------------------------

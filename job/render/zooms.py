@@ -4,7 +4,6 @@ automatic picks from the densest clusters."""
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +12,7 @@ import pandas as pd
 from job.config import RenderConfig, ZoomConfig
 from job.errors import VocabmapError
 from job.render import labels
+from job.tokens import PLACEHOLDER
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +60,11 @@ def find_anchor(table: pd.DataFrame, text: str) -> int:
                     "pick a token that the model's tokenizer has as a single token")
 
 
-# Reserved rows that carry no meaning yet ("[unused12]", "<extra_id_3>",
-# "<|reserved_special_token_7|>", "<unused5>"): untrained rows that t-SNE piles into one
-# dense blob, which would otherwise win every density contest.
-PLACEHOLDER = re.compile(r"^[\[<]\|?[a-z_]*(unused|reserved|extra)[a-z_]*\d+\|?[\]>]$")
-
-
 def meaningful(table: pd.DataFrame) -> np.ndarray:
     """Rows worth picking automatic zooms around: not special, not placeholders, and
     drawable (no character that every label font lacks, which would show as a box)."""
+    # reserved rows ("[unused12]", "<SPECIAL_20>") are untrained: t-SNE piles them into one
+    # dense blob, which would otherwise win every density contest
     keep = ~table["token"].astype(str).str.match(PLACEHOLDER).to_numpy()
     if "category" in table:
         keep &= ~table["category"].astype(str).isin(["special", "unused"]).to_numpy()
