@@ -156,18 +156,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)  # accepted before or after the command
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+def _flags(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    """-v and --debug, accepted before or after the command (a command's own copy keeps
+    what was given before it: its default is SUPPRESS)."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
                         help="debug logging")
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+    parser.add_argument("--debug", action="store_true", default=default,
                         help="on an error, also print the traceback (implies -v)")
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vocabmap", description=DESCRIPTION, epilog=EPILOG,
-                                parents=[common],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.set_defaults(verbose=False, debug=False)
+    _flags(p, default=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", parents=[common],
+    run = sub.add_parser("run",
                          help="lay out and render the models of a config")
     run.add_argument("config", help="TOML config, e.g. configs/default.toml")
     run.add_argument("--model", help="hub id or local folder (overrides the config's models)")
@@ -175,12 +178,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--index", type=int, help="run only the config's model number INDEX "
                      "(0-based; what a Slurm array task does)")
     run.set_defaults(func=cmd_run)
-    render = sub.add_parser("render", parents=[common],
+    _flags(run)
+    render = sub.add_parser("render",
                             help="re-render a finished run without recomputing")
     render.add_argument("run_dir")
     render.add_argument("--config", help="take [render] from this TOML instead of the run's")
     render.add_argument("--color-by", help="colour by this token-table column")
     render.set_defaults(func=cmd_render)
+    _flags(render)
     check = sub.add_parser("check", help="validate a config; print its number of models")
     check.add_argument("config")
     check.set_defaults(func=cmd_check)
@@ -201,6 +206,7 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--dry-run", action="store_true", help="print the run directories and "
                      "the output folder, then stop")
     cmp.set_defaults(func=cmd_compare)
+    _flags(cmp)
     return p
 
 
