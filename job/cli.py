@@ -119,9 +119,30 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate a config and print how many models it lists (used before submitting jobs)."""
+    """Check a config without reading model weights; print what it maps (``--count``: only
+    the number of models, for scripts). Fails when the config, the backend or the corpus
+    is wrong, or when every model would fail; a single failing model of several is a
+    warning, as ``run`` maps the others."""
+    from job import check
+
     cfg = config_mod.load(args.config)
-    print(len(cfg.models))
+    report = check.check(cfg, backend=not args.no_backend)
+    if len(report.failed) == len(report.models):
+        raise VocabmapError(report.failed[0].error if len(report.models) == 1 else
+                                  "every model would fail: " + "; ".join(
+                                      f"model {m.index} ({m.id}): {m.error}"
+                                      for m in report.failed))
+    for m in report.failed:
+        print(f"vocabmap: warning: model {m.index} ({m.id}) would fail: {m.error}",
+              file=sys.stderr)
+    if args.count:
+        print(len(cfg.models))
+        return 0
+    failing = f", {len(report.failed)} would fail" if report.failed else ""
+    print(f"{args.config}: OK: {len(report.models)} model(s){failing}; layout backend: "
+          f"{report.backend}")
+    for m in report.models:
+        print(f"  model {m.index}: {m.id}: {m.summary or 'FAILS: ' + m.error}")
     return 0
 
 
@@ -186,9 +207,16 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--color-by", help="colour by this token-table column")
     render.set_defaults(func=cmd_render)
     _flags(render)
-    check = sub.add_parser("check", help="validate a config; print its number of models")
+    check = sub.add_parser("check",
+                           help="check a config as far as possible without model weights")
     check.add_argument("config")
+    check.add_argument("--count", action="store_true",
+                       help="print only the number of models (for scripts)")
+    check.add_argument("--no-backend", action="store_true",
+                       help="skip the check that the layout backend runs on this machine "
+                       "(a login node that submits to GPU nodes)")
     check.set_defaults(func=cmd_check)
+    _flags(check)
     cmp = sub.add_parser("compare", help="compare the maps of several runs")
     cmp.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="finished run directories")
     cmp.add_argument("--config", help="also compare every model of this config (its run "

@@ -260,8 +260,23 @@ def from_dict(data: dict[str, Any]) -> Config:
     if any(m.embeddings == "contextual" for m in config.models) and not config.contextual.corpus:
         raise ConfigError('models[].embeddings = "contextual" needs a corpus: set '
                           '[contextual] corpus = ["path/to/texts.txt"]')
+    _check_tokens(config.tokens)
     _check_zooms(config.render)
     return config
+
+
+def _check_tokens(cfg: TokensConfig) -> None:
+    """The selection rule has what it needs, and its regex compiles."""
+    if cfg.select == "ids" and not cfg.ids:
+        raise ConfigError('tokens.select = "ids" needs tokens.ids = [..] with token ids')
+    if cfg.select == "regex":
+        if not cfg.regex:
+            raise ConfigError('tokens.select = "regex" needs tokens.regex = "..."')
+        try:
+            re.compile(cfg.regex)
+        except re.error as err:
+            raise ConfigError(f"tokens.regex {cfg.regex!r} is not a valid regex ({err}); "
+                              "fix the pattern (Python re syntax)") from None
 
 
 def _check_zooms(cfg: RenderConfig) -> None:

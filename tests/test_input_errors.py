@@ -126,6 +126,8 @@ def test_folder_without_tokenizer_files_is_an_error(bert_dir: Path, tmp_path: Pa
     expected = (f"vocabmap: error: no tokenizer files (tokenizer.json, vocab.txt, vocab.json, "
                 f"tokenizer.model, …) in {folder}; save the model's tokenizer there with "
                 f"tokenizer.save_pretrained('{folder}')")
+    assert cli.main(["check", str(path)]) == 2
+    assert error_line(capsys.readouterr().err) == expected
     assert cli.main(["run", str(path)]) == 2
     assert error_line(capsys.readouterr().err) == expected
     assert files_under(tmp_path / "runs") == []
@@ -186,6 +188,8 @@ def test_explicit_perplexity_too_large_is_an_error(bert_dir: Path, tmp_path: Pat
                 f"tokens: t-SNE uses 3 x perplexity neighbours per token, so it can be at most "
                 f"(n - 1) / 3 = {limit:g}; set layout.perplexity <= {limit:g} or select more "
                 "tokens")
+    assert cli.main(["check", str(path)]) == 2
+    assert error_line(capsys.readouterr().err) == expected
     assert cli.main(["run", str(path)]) == 2
     assert error_line(capsys.readouterr().err) == expected
     assert files_under(tmp_path / "runs") == []
@@ -275,10 +279,73 @@ def test_required_anchor_fails_before_the_layout(bert_dir: Path, tmp_path: Path)
     expected = ("vocabmap: error: render.zooms 'days' is required, but its anchor token "
                 "'zebra' is not in this vocabulary (or not selected); pick a token that the "
                 "model's tokenizer has as a single token")
+    check = run_cli("check", str(path))
+    assert check.returncode == 2 and error_line(check.stderr) == expected
     proc = run_cli("run", str(path))
     assert proc.returncode == 2 and error_line(proc.stderr) == expected
     assert "stage tokens" in proc.stderr and "stage knn" not in proc.stderr
     assert files_under(tmp_path / "runs") == []
+
+
+# --- 8. check runs every check that needs no weights ----------------------------------------
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('tokens select = "regex"\ntokens regex = "(unclosed"',
+     "tokens.regex '(unclosed' is not a valid regex (missing ), unterminated subpattern at "
+     "position 0); fix the pattern (Python re syntax)"),
+    ('layout backend = "cuml"',
+     "layout.backend = 'cuml' needs a CUDA GPU: cupy is not installed; run on a GPU node or "
+     "set backend = 'auto' or 'opentsne'"),
+    ('render anchors = ["days"]',
+     "render zoom names ['days'] are used more than once (in zooms or anchors); give each "
+     "zoom its own name"),
+])
+def test_check_rejects_what_run_would(bert_dir: Path, tmp_path: Path, extra: str, message: str,
+                                      capsys: pytest.CaptureFixture) -> None:
+    from job.reduce import cuda_available
+
+    if "cuml" in extra and cuda_available()[0]:
+        pytest.skip("a CUDA device is present")
+    assert cli.main(["check", str(config(tmp_path, bert_dir, extra))]) == 2
+    assert error_line(capsys.readouterr().err) == f"vocabmap: error: {message}"
+
+
+def test_check_rejects_a_missing_corpus(bert_dir: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "ctx.toml"
+    path.write_text(f'[[models]]\nid = "{bert_dir}"\nembeddings = "contextual"\n'
+                    f'[contextual]\ncorpus = ["{tmp_path / "nope.txt"}"]\n', encoding="utf-8")
+    assert cli.main(["check", str(path)]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"vocabmap: error: corpus file '{tmp_path / 'nope.txt'}' not found; check "
+        "[contextual] corpus")
+
+
+def test_check_says_what_it_checked(bert_dir: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture) -> None:
+    path = config(tmp_path, bert_dir, 'layout backend = "opentsne"')
+    assert cli.main(["check", str(path)]) == 0
+    n = len(source.load_tokenizer(bert_dir))
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: OK: 1 model(s); layout backend: opentsne (requested)",
+        f"  model 0: {bert_dir}: {n:,} tokens (wordpiece), {n:,} selected"]
+    assert cli.main(["check", "--count", str(path)]) == 0
+    assert capsys.readouterr().out == "1\n"
+
+
+def test_check_warns_about_one_failing_model_of_several(bert_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """As `run` maps the other models (and a Slurm array gives each its own task), one bad
+    model of several is a warning; the count is still every model."""
+    path = tmp_path / "two.toml"
+    path.write_text(f'[[models]]\nid = "{bert_dir}"\n[[models]]\nid = "{tmp_path / "gone"}"\n',
+                    encoding="utf-8")
+    assert cli.main(["check", "--count", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "2\n"
+    assert captured.err.strip() == (
+        f"vocabmap: warning: model 1 ({tmp_path / 'gone'}) would fail: model folder "
+        f"'{tmp_path / 'gone'}' does not exist; check the path")
 
 
 # --- 10. a new user's first minutes ---------------------------------------------------------
