@@ -10,3 +10,14 @@ from __future__ import annotations
 
 class VocabmapError(Exception):
     """Base of every user-fixable error; the message names what is wrong and the fix."""
+
+
+def require_torch(what: str) -> None:
+    """Fail with the install line when torch, an optional extra, is missing (it is needed for
+    .bin checkpoints and contextual embeddings; safetensors are read without it)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise VocabmapError(f"{what} needs torch, which is not installed: pip install "
+                            "'vocabmap[torch]' (a CPU-only build: pip install torch "
+                            "--index-url https://download.pytorch.org/whl/cpu)") from None

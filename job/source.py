@@ -7,8 +7,9 @@ or the embedded default.
 The matrix is read straight from safetensors when the weights are stored that way (one file
 or sharded with ``model.safetensors.index.json``): only the embedding tensor, and only its rows
 that the tokenizer uses, are read, so peak memory stays near the size of that matrix whatever
-the model's size. Other checkpoints (``pytorch_model.bin``) fall back to
-``AutoModel.from_pretrained(...).get_input_embeddings()``.
+the model's size; this needs no torch (bf16 is converted with numpy). Other checkpoints
+(``pytorch_model.bin``) fall back to ``AutoModel.from_pretrained(...).get_input_embeddings()``,
+which needs the ``torch`` extra.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from job.config import EMBEDDED_DEFAULT, ModelConfig
-from job.errors import VocabmapError
+from job.errors import VocabmapError, require_torch
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ def _embedding_tensor_name(folder: Path, names: list[str]) -> str:
     The architecture tells which module is the input embedding: instantiate it on the meta
     device (no memory), ask ``get_input_embeddings()`` for its parameter name, and find the
     checkpoint key that ends with it (checkpoints may carry a prefix like ``bert.`` or
-    ``model.``). Unknown architectures fall back to the usual names.
+    ``model.``). Unknown architectures, or no torch, fall back to the usual names.
     """
     candidates: list[str] = []
     try:
@@ -252,20 +253,54 @@ def _weight_map(index: Path) -> dict[str, str]:
                           f"weight_map: {type(err).__name__}); re-download it") from None
 
 
-def _slice_rows(file: Path, name: str | None, n_rows: int) -> tuple[Any, int, str]:
-    """(first ``n_rows`` rows of tensor ``name`` as stored, stored rows, name) from one
-    safetensors file; ``name`` None: find the input embedding among the file's tensors."""
+# safetensors dtypes of an embedding matrix → the name the manifest records (torch's, as
+# recorded before the reader stopped needing torch) and the numpy type to read
+_DTYPES = {"F32": ("torch.float32", "<f4"), "F16": ("torch.float16", "<f2"),
+           "F64": ("torch.float64", "<f8"), "BF16": ("torch.bfloat16", "<u2")}
+
+
+def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 values given as their uint16 bit patterns → float32, exactly (a bfloat16 is
+    the upper half of a float32)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def _rows_as_stored(file: Path, name: str, n: int, numpy_type: str) -> np.ndarray:
+    """The first ``n`` rows of tensor ``name`` read from the file's bytes: the header gives
+    the tensor's offsets (safe_open has checked the file already)."""
+    with file.open("rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        info = json.loads(handle.read(size))[name]
+        shape = [int(s) for s in info["shape"]]
+        handle.seek(8 + size + int(info["data_offsets"][0]))
+        per_row = int(np.prod(shape[1:], dtype=np.int64))
+        data = np.fromfile(handle, dtype=numpy_type, count=n * per_row)
+    if data.size != n * per_row:
+        raise _damaged(file, ValueError(f"tensor {name!r} is cut short"))
+    return data.reshape(n, *shape[1:])
+
+
+def _slice_rows(file: Path, name: str | None, n_rows: int) -> tuple[np.ndarray, int, str, str]:
+    """(first ``n_rows`` rows of tensor ``name`` as float32, stored rows, stored dtype, name)
+    from one safetensors file, read with numpy only (no torch); ``name`` None: find the input
+    embedding among the file's tensors."""
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(file, framework="pt") as f:
+        with safe_open(file, framework="numpy") as f:
             if name is None:
                 name = _embedding_tensor_name(file.parent, list(f.keys()))
             part = f.get_slice(name)
-            stored = int(part.get_shape()[0])
-            return part[: min(n_rows, stored)], stored, name  # only the rows the tokenizer uses
+            stored, dtype = int(part.get_shape()[0]), part.get_dtype()
     except SafetensorError as err:
         raise _damaged(file, err) from None
+    if dtype not in _DTYPES:
+        raise SourceError(f"the embedding tensor {name!r} in {file} is stored as {dtype}; "
+                          f"vocabmap reads {', '.join(_DTYPES)} (dequantise the checkpoint)")
+    label, numpy_type = _DTYPES[dtype]
+    rows = _rows_as_stored(file, name, min(n_rows, stored), numpy_type)  # only the used rows
+    matrix = bf16_to_float32(rows) if dtype == "BF16" else rows.astype(np.float32, copy=False)
+    return np.ascontiguousarray(matrix), stored, label, name
 
 
 def _read_safetensors(folder: Path, n_rows: int) -> tuple[np.ndarray, int, str, str] | None:
@@ -275,31 +310,22 @@ def _read_safetensors(folder: Path, n_rows: int) -> tuple[np.ndarray, int, str, 
     if index.is_file():
         weight_map = _weight_map(index)
         name = _embedding_tensor_name(folder, list(weight_map))
-        tensor, stored, name = _slice_rows(folder / weight_map[name], name, n_rows)
-    elif (folder / _SINGLE).is_file():
-        tensor, stored, name = _slice_rows(folder / _SINGLE, None, n_rows)
-    else:
-        return None
-    dtype = str(tensor.dtype)
-    return _to_float32(tensor), stored, dtype, name
-
-
-def _to_float32(tensor: Any) -> np.ndarray:
-    """A float32 numpy matrix; bf16 / fp16 are converted once, float32 is not copied."""
-    import torch
-
-    if tensor.dtype != torch.float32:
-        tensor = tensor.to(torch.float32)
-    return np.ascontiguousarray(tensor.numpy())
+        return _slice_rows(folder / weight_map[name], name, n_rows)
+    if (folder / _SINGLE).is_file():
+        return _slice_rows(folder / _SINGLE, None, n_rows)
+    return None
 
 
 def _read_automodel(folder: Path, n_rows: int) -> tuple[np.ndarray, int, str, str]:
+    """The embedding rows of a checkpoint that is not safetensors, through the full model
+    (needs torch)."""
+    require_torch(f"reading the PyTorch weights in {folder}")
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(folder)
     weight = model.get_input_embeddings().weight.detach()
     stored, dtype = int(weight.shape[0]), str(weight.dtype)
-    matrix = _to_float32(weight[:n_rows]).copy()  # own the rows; free the model
+    matrix = np.array(weight[:n_rows].float().numpy())  # own the rows; free the model
     del model, weight
     return matrix, stored, dtype, "get_input_embeddings()"
 
@@ -369,6 +395,8 @@ def load(spec: ModelConfig) -> Embeddings:
         method = "automodel"
         try:
             read = _read_automodel(folder, n_rows)
+        except VocabmapError:  # torch missing
+            raise
         except Exception as err:
             first = f"{type(err).__name__}: {err}".strip().splitlines()[0]
             raise SourceError(f"could not load the model weights from {folder}: {first}") from None

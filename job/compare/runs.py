@@ -139,7 +139,7 @@ def load_vectors(run: Run, keys: set[str]) -> None:
     path = model.get("path", "")
     try:
         emb = source.load(ModelConfig(id=path))
-    except (source.SourceError, OSError) as err:
+    except (VocabmapError, OSError) as err:  # e.g. a .bin model and no torch
         run.vectors_error = f"could not re-read {path}: {err}"
         log.warning("%s: %s", run.label, run.vectors_error)
         return
