@@ -3,9 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= configs/default.toml
-# CPU machines get the pinned CPU build of torch (a plain `torch` pulls a multi-GB CUDA
-# build); a machine with an NVIDIA driver gets the default (CUDA) build.
+# The tests need torch (vocabmap itself only for .bin checkpoints and contextual maps).
+# Without an NVIDIA driver this asks for torch==2.13.0: a CPU build only where pip's index
+# holds one (this project's machines: /opt/wheels); from plain PyPI on Linux it is the
+# multi-GB CUDA build, so elsewhere run
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+TORCH_INDEX ?=
 
 # The cuML contract: the real cuML (host side, no GPU needed) in the environment the extra
 # resolves to, kept in ~/.cache/vocabmap between runs; the job's own tests run there too, so a
@@ -20,7 +24,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 

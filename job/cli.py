@@ -1,39 +1,57 @@
-"""Command line: ``python -m job run CONFIG`` (also ``vocabmap run …``), ``render``, ``check``.
+"""Command line of vocabmap: ``run``, ``render``, ``check`` and ``compare``.
 
-Errors a user can fix (bad config, missing model, no GPU for cuML) end with one line on
-standard error and a non-zero exit; the last line on standard output of ``run`` is the path
-of the run directory.
+Errors a user can fix (a bad config, a missing or damaged model, no GPU for cuML, a full disk)
+end with one line on standard error, ``vocabmap: error: <what is wrong and what to do>``, and
+exit code 2; ``--debug`` adds the traceback. Anything else is a bug and shows its traceback.
+The last line on standard output of ``run`` is the path of the run directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from job import config as config_mod
+from job.errors import VocabmapError
 
-USER_ERRORS: tuple[type[Exception], ...] = (config_mod.ConfigError,)
+DESCRIPTION = "Map the whole token-embedding matrix of transformer models with t-SNE."
+EPILOG = """commands:
+  vocabmap run CONFIG            lay out and render every model of a config
+  vocabmap check CONFIG          validate a config without reading model weights
+  vocabmap render RUN_DIR        re-render a finished run
+  vocabmap compare RUN_DIR ...   compare the maps of several runs
+
+`vocabmap COMMAND --help` describes a command's options; `python -m job` works the same."""
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from job.compare import CompareError
-    from job.contextual import CorpusError
-    from job.reduce import BackendError
-    from job.render.zooms import ZoomError
-    from job.rundir import RunDirError
-    from job.source import SourceError
+def _os_message(err: OSError) -> str:
+    """One line for an error of the file system or the environment (disk full, permission)."""
+    what = err.strerror or type(err).__name__
+    where = f": {err.filename}" if err.filename else ""
+    return (f"{what}{where}; check that the path exists and is writable and that its disk "
+            "has free space")
 
-    return USER_ERRORS + (SourceError, BackendError, ZoomError, CompareError, CorpusError,
-                          RunDirError)
+
+def _fail(message: str, debug: bool) -> int:
+    """Print the one error line (after the traceback with ``--debug``); exit code 2."""
+    if debug:
+        traceback.print_exc()
+    line = " ".join(str(message).split())
+    print(f"vocabmap: error: {line}", file=sys.stderr)
+    return 2
 
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    for noisy in ("numba", "matplotlib", "PIL", "urllib3", "httpx", "filelock", "bokeh"):
+    # openTSNE logs "KNN index provided. Ignoring KNN-related parameters." on every run
+    for noisy in ("numba", "matplotlib", "PIL", "urllib3", "httpx", "filelock", "bokeh",
+                  "openTSNE"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -54,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for i, model in enumerate(models):
         try:
             print(pipeline.run_model(model, cfg), flush=True)
-        except _user_errors() as err:
+        except VocabmapError as err:
             logging.getLogger("job").error("model %d (%s) failed: %s", i, model.id, err)
             failed.append(f"model {i} ({model.id}): {err}")
     for line in failed:
@@ -85,9 +103,30 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate a config and print how many models it lists (used before submitting jobs)."""
+    """Check a config without reading model weights; print what it maps (``--count``: only
+    the number of models, for scripts). Fails when the config, the backend or the corpus
+    is wrong, or when every model would fail; a single failing model of several is a
+    warning, as ``run`` maps the others."""
+    from job import check
+
     cfg = config_mod.load(args.config)
-    print(len(cfg.models))
+    report = check.check(cfg, backend=not args.no_backend)
+    if len(report.failed) == len(report.models):
+        raise VocabmapError(report.failed[0].error if len(report.models) == 1 else
+                                  "every model would fail: " + "; ".join(
+                                      f"model {m.index} ({m.id}): {m.error}"
+                                      for m in report.failed))
+    for m in report.failed:
+        print(f"vocabmap: warning: model {m.index} ({m.id}) would fail: {m.error}",
+              file=sys.stderr)
+    if args.count:
+        print(len(cfg.models))
+        return 0
+    failing = f", {len(report.failed)} would fail" if report.failed else ""
+    print(f"{args.config}: OK: {len(report.models)} model(s){failing}; layout backend: "
+          f"{report.backend}")
+    for m in report.models:
+        print(f"  model {m.index}: {m.id}: {m.summary or 'FAILS: ' + m.error}")
     return 0
 
 
@@ -122,25 +161,46 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flags(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    """-v and --debug, accepted before or after the command (a command's own copy keeps
+    what was given before it: its default is SUPPRESS)."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="debug logging")
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="on an error, also print the traceback (implies -v)")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vocabmap", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="lay out and render the models of a config")
+    p = argparse.ArgumentParser(prog="vocabmap", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    _flags(p, default=False)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run",
+                         help="lay out and render the models of a config")
     run.add_argument("config", help="TOML config, e.g. configs/default.toml")
     run.add_argument("--model", help="hub id or local folder (overrides the config's models)")
     run.add_argument("--out", help="output folder for run directories (overrides output.dir)")
     run.add_argument("--index", type=int, help="run only the config's model number INDEX "
                      "(0-based; what a Slurm array task does)")
     run.set_defaults(func=cmd_run)
-    render = sub.add_parser("render", help="re-render a finished run without recomputing")
+    _flags(run)
+    render = sub.add_parser("render",
+                            help="re-render a finished run without recomputing")
     render.add_argument("run_dir")
     render.add_argument("--config", help="take [render] from this TOML instead of the run's")
     render.add_argument("--color-by", help="colour by this token-table column")
     render.set_defaults(func=cmd_render)
-    check = sub.add_parser("check", help="validate a config; print its number of models")
+    _flags(render)
+    check = sub.add_parser("check",
+                           help="check a config as far as possible without model weights")
     check.add_argument("config")
+    check.add_argument("--count", action="store_true",
+                       help="print only the number of models (for scripts)")
+    check.add_argument("--no-backend", action="store_true",
+                       help="skip the check that the layout backend runs on this machine "
+                       "(a login node that submits to GPU nodes)")
     check.set_defaults(func=cmd_check)
+    _flags(check)
     cmp = sub.add_parser("compare", help="compare the maps of several runs")
     cmp.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="finished run directories")
     cmp.add_argument("--config", help="also compare every model of this config (its run "
@@ -158,14 +218,19 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--dry-run", action="store_true", help="print the run directories and "
                      "the output folder, then stop")
     cmp.set_defaults(func=cmd_compare)
+    _flags(cmp)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    # without torch (safetensors models need none), transformers would advise on every run
+    # that "PyTorch was not found"
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     args = parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose or args.debug)
     try:
         return args.func(args)
-    except _user_errors() as err:
-        print(f"vocabmap: error: {err}", file=sys.stderr)
-        return 2
+    except VocabmapError as err:
+        return _fail(str(err), args.debug)
+    except OSError as err:  # the environment: a full disk, a folder that cannot be written
+        return _fail(_os_message(err), args.debug)

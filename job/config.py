@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from job.errors import VocabmapError
+
 EMBEDDED_DEFAULT = "embedded:all-MiniLM-L6-v2"
 
 
-class ConfigError(ValueError):
+class ConfigError(VocabmapError, ValueError):
     """A config value is missing, misspelt or out of range; the message says which and why."""
 
 
@@ -107,6 +109,9 @@ class ZoomConfig:
     box: tuple[float, ...] = ()  # (x0, x1, y0, y1) in map coordinates
     anchor: str = ""  # display text (or raw token) to centre on
     neighbours: int = 60  # the window is sized to hold about this many nearest tokens
+    # an anchor the model lacks skips the zoom with a warning; required = true makes it an
+    # error, found before the layout starts
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -262,12 +267,40 @@ def from_dict(data: dict[str, Any]) -> Config:
     if any(m.embeddings == "contextual" for m in config.models) and not config.contextual.corpus:
         raise ConfigError('models[].embeddings = "contextual" needs a corpus: set '
                           '[contextual] corpus = ["path/to/texts.txt"]')
-    for z in config.render.zooms:
+    _check_tokens(config.tokens)
+    _check_zooms(config.render)
+    return config
+
+
+def _check_tokens(cfg: TokensConfig) -> None:
+    """The selection rule has what it needs, and its regex compiles."""
+    if cfg.select == "ids" and not cfg.ids:
+        raise ConfigError('tokens.select = "ids" needs tokens.ids = [..] with token ids')
+    if cfg.select == "regex":
+        if not cfg.regex:
+            raise ConfigError('tokens.select = "regex" needs tokens.regex = "..."')
+        try:
+            re.compile(cfg.regex)
+        except re.error as err:
+            raise ConfigError(f"tokens.regex {cfg.regex!r} is not a valid regex ({err}); "
+                              "fix the pattern (Python re syntax)") from None
+
+
+def _check_zooms(cfg: RenderConfig) -> None:
+    """Every zoom is named, once, and is either a box or an anchor."""
+    names = [z.name for z in cfg.zooms] + list(cfg.anchors)
+    for z in cfg.zooms:
         if not z.name:
             raise ConfigError("render.zooms entry without a name; add name = \"...\"")
         if bool(z.box) == bool(z.anchor):
             raise ConfigError(f"render.zooms {z.name!r} needs exactly one of box or anchor")
-    return config
+        if z.required and not z.anchor:
+            raise ConfigError(f"render.zooms {z.name!r}: required = true applies to anchor "
+                              "zooms only")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"render zoom names {twice} are used more than once (in zooms or "
+                          "anchors); give each zoom its own name")
 
 
 def load(path: str | Path) -> Config:
@@ -280,6 +313,9 @@ def load(path: str | Path) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file; save the config as UTF-8 "
+                          "TOML") from None
     return from_dict(data)
 
 

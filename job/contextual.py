@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from job.config import ContextualConfig
+from job.errors import VocabmapError, require_torch
 
 log = logging.getLogger(__name__)
 
 
-class CorpusError(ValueError):
+class CorpusError(VocabmapError, ValueError):
     """The corpus cannot be read; the message names the file and the fix."""
 
 
@@ -46,7 +47,8 @@ class ContextualVectors:
 
 
 def check_corpus(cfg: ContextualConfig) -> None:
-    """Fail early, before a model is loaded, when a corpus file is missing."""
+    """Fail early, before a model is loaded, when a corpus file or torch is missing."""
+    require_torch("a contextual map (the model runs over the corpus)")
     for raw in cfg.corpus:
         if not Path(raw).expanduser().is_file():
             raise CorpusError(f"corpus file {raw!r} not found; check [contextual] corpus")

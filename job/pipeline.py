@@ -16,7 +16,7 @@ import pandas as pd
 from job import contextual, gpu, neighbours, quality, reduce, rundir, select, source, tokens
 from job.config import Config, ModelConfig, RenderConfig
 from job.knn import knn, l2_normalise
-from job.render import pictures
+from job.render import pictures, zooms
 from job.stages import Stages
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,9 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
     left out before the token selection applies.
     """
     with stages.stage("tokens"):
-        table = tokens.build_table(emb.tokenizer, emb.matrix.shape[0])
+        table = tokens.build_table(emb.tokenizer, emb.matrix.shape[0],
+                                   tokens.vocab_file_tokens(emb.path))
+        vocabulary = table.attrs["vocabulary_checks"]
         if occurrences is not None:
             table["occurrences"] = occurrences
             table = table[occurrences >= config.contextual.min_count]
@@ -75,9 +77,14 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         table = table.loc[rows].reset_index(drop=True)
     log.info("%s: %d of %d tokens selected (%s), %d dims", emb.label, len(rows),
              emb.matrix.shape[0], selection["rule"], emb.matrix.shape[1])
+    # everything the token table can tell is checked before the kNN and the layout start
+    zooms.check_required(table, config.render)
+    source.check_finite(emb.matrix, rows, emb.path)
+    cfg, lowered = select.fit_perplexity(config.layout, len(rows))
+    if lowered:
+        selection["perplexity_lowered"] = lowered
     backend, why = reduce.choose(config.layout.backend)
     log.info("t-SNE backend: %s (%s)", backend, why)
-    cfg = config.layout
     with stages.stage("prepare"):
         X = _selected_rows(emb.matrix, rows)
         if _on_device(backend):
@@ -108,7 +115,10 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
                   "label": emb.label, "family": table.attrs.get("family", ""),
                   "vocab_size": int(emb.matrix.shape[0]), "dims": int(emb.matrix.shape[1]),
                   "stored_dtype": emb.stored_dtype, "read_by": emb.method,
-                  "tensor": emb.tensor_name, "padding_rows_dropped": emb.padding_rows},
+                  "tensor": emb.tensor_name, "padding_rows_dropped": emb.padding_rows,
+                  "padding_share": round(emb.padding_rows / (emb.matrix.shape[0]
+                                                             + emb.padding_rows), 4)},
+        "vocabulary": vocabulary,
         "selection": selection,
         "backend": {"name": backend, "why": why, "effective_params": layout.params},
         "knn": route.record() if graph is not None else None,

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from job.config import Config, ModelConfig
+from job.errors import VocabmapError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ _LIBRARIES = ("vocabmap", "numpy", "pandas", "torch", "transformers", "tokenizer
               "cupy-cuda12x", "cupy-cuda13x", "cuml-cu12", "cuml-cu13", "fugashi")
 
 
-class RunDirError(RuntimeError):
+class RunDirError(VocabmapError, RuntimeError):
     """The run directory cannot be created, written or claimed; the message says what to do."""
 
 

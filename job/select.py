@@ -4,13 +4,18 @@ filters on whatever the rule kept."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import math
 import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from job.config import ConfigError, TokensConfig
+from job.config import ConfigError, LayoutConfig, TokensConfig
+
+log = logging.getLogger(__name__)
 
 MIN_TOKENS = 5  # t-SNE needs a handful of points
 
@@ -78,3 +83,27 @@ def select(table: pd.DataFrame, cfg: TokensConfig) -> tuple[np.ndarray, dict[str
               "id_range": [int(table["token_id"].iloc[rows[0]]),
                            int(table["token_id"].iloc[rows[-1]])]}
     return rows, record
+
+
+def fit_perplexity(cfg: LayoutConfig, n: int) -> tuple[LayoutConfig, dict[str, Any] | None]:
+    """The layout settings for ``n`` selected tokens, and a record when the perplexity had to
+    be lowered.
+
+    t-SNE uses 3 × perplexity neighbours per token, so the perplexity can be at most
+    (n − 1) / 3. The default perplexity is lowered to that limit with a warning (a small
+    selection should still run); a perplexity set to anything else is an error.
+    """
+    limit = (n - 1) / 3
+    if cfg.perplexity <= limit:
+        return cfg, None
+    if cfg.perplexity != LayoutConfig().perplexity:
+        allowed = math.floor(limit * 100) / 100
+        raise ConfigError(f"layout.perplexity = {cfg.perplexity:g} is too large for the {n} "
+                          f"selected tokens: t-SNE uses 3 x perplexity neighbours per token, so "
+                          f"it can be at most (n - 1) / 3 = {allowed:g}; set layout.perplexity "
+                          f"<= {allowed:g} or select more tokens")
+    why = (f"the default perplexity {cfg.perplexity:g} needs at least "
+           f"{math.ceil(3 * cfg.perplexity) + 1} tokens; {n} are selected, so (n - 1) / 3")
+    log.warning("layout.perplexity lowered from %g to %.5g: %s", cfg.perplexity, limit, why)
+    return dataclasses.replace(cfg, perplexity=limit), {
+        "configured": cfg.perplexity, "used": round(limit, 4), "why": why}

@@ -7,8 +7,9 @@ or the embedded default.
 The matrix is read straight from safetensors when the weights are stored that way (one file
 or sharded with ``model.safetensors.index.json``): only the embedding tensor, and only its rows
 that the tokenizer uses, are read, so peak memory stays near the size of that matrix whatever
-the model's size. Other checkpoints (``pytorch_model.bin``) fall back to
-``AutoModel.from_pretrained(...).get_input_embeddings()``.
+the model's size; this needs no torch (bf16 is converted with numpy). Other checkpoints
+(``pytorch_model.bin``) fall back to ``AutoModel.from_pretrained(...).get_input_embeddings()``,
+which needs the ``torch`` extra.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from job.config import EMBEDDED_DEFAULT, ModelConfig
+from job.errors import VocabmapError, require_torch
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +34,20 @@ _INDEX = "model.safetensors.index.json"
 _SINGLE = "model.safetensors"
 # Checkpoint names of the input embedding in common architectures, tried after the one the
 # architecture itself reports.
+# An id ending like this is a file path, not a hub id (hub ids may hold dots: Qwen2.5-0.5B).
+_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".toml", ".txt",
+                  ".model")
+# A tokenizer's vocabulary, as save_pretrained writes it: a folder needs at least one of these.
+_TOKENIZER_PATTERNS = ("tokenizer.json", "tekken.json", "vocab*.txt", "vocab*.json", "*.model",
+                       "*.spm", "*.tiktoken")
+# Rows beyond the tokenizer above this share of the matrix are worth a warning: GPT-2 pads
+# 50,257 ids to 50,304 rows (0.1 %), LLaMA-style models a few hundred rows at most.
+PADDING_WARN_SHARE = 0.05
 _KNOWN_NAMES = ("embed_tokens.weight", "word_embeddings.weight", "wte.weight", "embed_in.weight",
                 "tok_embeddings.weight", "shared.weight", "wte.embedding.weight")
 
 
-class SourceError(RuntimeError):
+class SourceError(VocabmapError, RuntimeError):
     """The model could not be found or read; the message says what to do."""
 
 
@@ -72,11 +83,25 @@ def hub_cache() -> Path:
     return Path(home).expanduser() / "hub"
 
 
-def resolve(spec: ModelConfig) -> tuple[Path, str]:
-    """Find the model's local folder (downloading from the hub if allowed).
+def tokenizer_files(folder: Path) -> list[str]:
+    """Names of the tokenizer vocabulary files in ``folder`` (tokenizer.json, vocab.txt, …)."""
+    return sorted({p.name for pattern in _TOKENIZER_PATTERNS for p in folder.glob(pattern)})
 
-    Returns the folder and the revision read ("" for local folders).
-    """
+
+def check_tokenizer_files(folder: Path, hint: str = "") -> None:
+    """Fail when ``folder`` holds no tokenizer vocabulary: transformers would then build a
+    tokenizer of the special tokens alone and the map would show only those."""
+    if tokenizer_files(folder):
+        return
+    hint = hint or (f"save the model's tokenizer there with "
+                    f"tokenizer.save_pretrained({str(folder)!r})")
+    raise SourceError(f"no tokenizer files (tokenizer.json, vocab.txt, vocab.json, "
+                      f"tokenizer.model, …) in {folder}; {hint}")
+
+
+def local_folder(spec: ModelConfig) -> tuple[Path, str] | None:
+    """(folder, revision) of the embedded default or a local folder, checked for
+    config.json and tokenizer files; None for a hub id. Reads no weights, needs no network."""
     if spec.id == EMBEDDED_DEFAULT or spec.id.startswith("embedded:"):
         if spec.id != EMBEDDED_DEFAULT:
             raise SourceError(f"unknown embedded model {spec.id!r}; the one shipped is "
@@ -89,10 +114,26 @@ def resolve(spec: ModelConfig) -> tuple[Path, str]:
         if not (local / "config.json").is_file():
             raise SourceError(f"{local} has no config.json; point --model at a folder written "
                               "by save_pretrained or at a hub id")
+        check_tokenizer_files(local)
         return local.resolve(), ""
-    if local.suffix or spec.id.startswith((".", "/", "~")) or spec.id.count("/") > 1:
+    if (local.suffix.lower() in _FILE_SUFFIXES or spec.id.startswith((".", "/", "~"))
+            or spec.id.count("/") > 1):  # a path, not a hub id such as Qwen/Qwen2.5-0.5B
         raise SourceError(f"model folder {spec.id!r} does not exist; check the path")
-    return _from_hub(spec.id, spec.revision or None)
+    return None
+
+
+def resolve(spec: ModelConfig) -> tuple[Path, str]:
+    """Find the model's local folder (downloading from the hub if allowed).
+
+    Returns the folder and the revision read ("" for local folders).
+    """
+    found = local_folder(spec)
+    if found is not None:
+        return found
+    folder, revision = _from_hub(spec.id, spec.revision or None)
+    check_tokenizer_files(folder, f"the hub repository {spec.id!r} ships no tokenizer; map a "
+                                  "local folder holding the weights and the tokenizer instead")
+    return folder, revision
 
 
 def _download_hint(repo_id: str, revision: str | None) -> str:
@@ -150,7 +191,7 @@ def _download_weights(repo_id: str, revision: str | None, folder: Path, offline:
     try:
         index = folder / _INDEX
         if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = _weight_map(index)
             fetch(weight_map[_embedding_tensor_name(folder, list(weight_map))])
             return
         try:
@@ -173,7 +214,7 @@ def _embedding_tensor_name(folder: Path, names: list[str]) -> str:
     The architecture tells which module is the input embedding: instantiate it on the meta
     device (no memory), ask ``get_input_embeddings()`` for its parameter name, and find the
     checkpoint key that ends with it (checkpoints may carry a prefix like ``bert.`` or
-    ``model.``). Unknown architectures fall back to the usual names.
+    ``model.``). Unknown architectures, or no torch, fall back to the usual names.
     """
     candidates: list[str] = []
     try:
@@ -197,46 +238,94 @@ def _embedding_tensor_name(folder: Path, names: list[str]) -> str:
                       "expected a name ending in one of: " + ", ".join(candidates))
 
 
+def _damaged(file: Path, err: Exception) -> SourceError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return SourceError(f"{file} is not a valid safetensors file (truncated or corrupt? "
+                       f"{first}); re-download it")
+
+
+def _weight_map(index: Path) -> dict[str, str]:
+    """Tensor name → shard file of a sharded checkpoint's index."""
+    try:
+        return dict(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise SourceError(f"{index} is not a valid safetensors index (no readable "
+                          f"weight_map: {type(err).__name__}); re-download it") from None
+
+
+# safetensors dtypes of an embedding matrix → the name the manifest records (torch's, as
+# recorded before the reader stopped needing torch) and the numpy type to read
+_DTYPES = {"F32": ("torch.float32", "<f4"), "F16": ("torch.float16", "<f2"),
+           "F64": ("torch.float64", "<f8"), "BF16": ("torch.bfloat16", "<u2")}
+
+
+def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 values given as their uint16 bit patterns → float32, exactly (a bfloat16 is
+    the upper half of a float32)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def _rows_as_stored(file: Path, name: str, n: int, numpy_type: str) -> np.ndarray:
+    """The first ``n`` rows of tensor ``name`` read from the file's bytes: the header gives
+    the tensor's offsets (safe_open has checked the file already)."""
+    with file.open("rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        info = json.loads(handle.read(size))[name]
+        shape = [int(s) for s in info["shape"]]
+        handle.seek(8 + size + int(info["data_offsets"][0]))
+        per_row = int(np.prod(shape[1:], dtype=np.int64))
+        data = np.fromfile(handle, dtype=numpy_type, count=n * per_row)
+    if data.size != n * per_row:
+        raise _damaged(file, ValueError(f"tensor {name!r} is cut short"))
+    return data.reshape(n, *shape[1:])
+
+
+def _slice_rows(file: Path, name: str | None, n_rows: int) -> tuple[np.ndarray, int, str, str]:
+    """(first ``n_rows`` rows of tensor ``name`` as float32, stored rows, stored dtype, name)
+    from one safetensors file, read with numpy only (no torch); ``name`` None: find the input
+    embedding among the file's tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(file, framework="numpy") as f:
+            if name is None:
+                name = _embedding_tensor_name(file.parent, list(f.keys()))
+            part = f.get_slice(name)
+            stored, dtype = int(part.get_shape()[0]), part.get_dtype()
+    except SafetensorError as err:
+        raise _damaged(file, err) from None
+    if dtype not in _DTYPES:
+        raise SourceError(f"the embedding tensor {name!r} in {file} is stored as {dtype}; "
+                          f"vocabmap reads {', '.join(_DTYPES)} (dequantise the checkpoint)")
+    label, numpy_type = _DTYPES[dtype]
+    rows = _rows_as_stored(file, name, min(n_rows, stored), numpy_type)  # only the used rows
+    matrix = bf16_to_float32(rows) if dtype == "BF16" else rows.astype(np.float32, copy=False)
+    return np.ascontiguousarray(matrix), stored, label, name
+
+
 def _read_safetensors(folder: Path, n_rows: int) -> tuple[np.ndarray, int, str, str] | None:
     """(first ``n_rows`` rows as float32, stored rows, stored dtype, tensor name), or None
     when the folder has no safetensors weights."""
-    from safetensors import safe_open
-
     index = folder / _INDEX
     if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
+        weight_map = _weight_map(index)
         name = _embedding_tensor_name(folder, list(weight_map))
-        file = folder / weight_map[name]
-    elif (folder / _SINGLE).is_file():
-        file = folder / _SINGLE
-        with safe_open(file, framework="pt") as f:
-            name = _embedding_tensor_name(folder, list(f.keys()))
-    else:
-        return None
-    with safe_open(file, framework="pt") as f:
-        part = f.get_slice(name)
-        stored = int(part.get_shape()[0])
-        tensor = part[: min(n_rows, stored)]  # only the rows the tokenizer uses
-    dtype = str(tensor.dtype)
-    return _to_float32(tensor), stored, dtype, name
-
-
-def _to_float32(tensor: Any) -> np.ndarray:
-    """A float32 numpy matrix; bf16 / fp16 are converted once, float32 is not copied."""
-    import torch
-
-    if tensor.dtype != torch.float32:
-        tensor = tensor.to(torch.float32)
-    return np.ascontiguousarray(tensor.numpy())
+        return _slice_rows(folder / weight_map[name], name, n_rows)
+    if (folder / _SINGLE).is_file():
+        return _slice_rows(folder / _SINGLE, None, n_rows)
+    return None
 
 
 def _read_automodel(folder: Path, n_rows: int) -> tuple[np.ndarray, int, str, str]:
+    """The embedding rows of a checkpoint that is not safetensors, through the full model
+    (needs torch)."""
+    require_torch(f"reading the PyTorch weights in {folder}")
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(folder)
     weight = model.get_input_embeddings().weight.detach()
     stored, dtype = int(weight.shape[0]), str(weight.dtype)
-    matrix = _to_float32(weight[:n_rows]).copy()  # own the rows; free the model
+    matrix = np.array(weight[:n_rows].float().numpy())  # own the rows; free the model
     del model, weight
     return matrix, stored, dtype, "get_input_embeddings()"
 
@@ -276,6 +365,25 @@ def tokenizer_rows(tokenizer: Any) -> int:
     return max(tokenizer.get_vocab().values()) + 1
 
 
+def non_finite_rows(matrix: np.ndarray, rows: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Those of ``rows`` whose embedding holds a NaN or an infinity (checked in blocks, so
+    the check needs little memory)."""
+    bad = [rows[start:start + block][~np.isfinite(matrix[rows[start:start + block]]).all(axis=1)]
+           for start in range(0, len(rows), block)]
+    return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
+
+
+def check_finite(matrix: np.ndarray, rows: np.ndarray, where: str) -> None:
+    """Fail, naming the count and the first ids, when a selected row is not finite: t-SNE
+    would crash on it (openTSNE aborts the process) or return nonsense."""
+    bad = non_finite_rows(matrix, rows)
+    if len(bad):
+        ids = ", ".join(str(int(i)) for i in bad[:5]) + (", …" if len(bad) > 5 else "")
+        raise SourceError(f"{len(bad)} embedding rows are not finite (NaN or inf; ids {ids}); "
+                          f"the checkpoint in {where} is damaged: re-download it, or leave "
+                          "those ids out with [tokens] select")
+
+
 def load(spec: ModelConfig) -> Embeddings:
     """Read the full input-embedding matrix and the tokenizer of one model."""
     folder, revision = resolve(spec)
@@ -287,6 +395,8 @@ def load(spec: ModelConfig) -> Embeddings:
         method = "automodel"
         try:
             read = _read_automodel(folder, n_rows)
+        except VocabmapError:  # torch missing
+            raise
         except Exception as err:
             first = f"{type(err).__name__}: {err}".strip().splitlines()[0]
             raise SourceError(f"could not load the model weights from {folder}: {first}") from None
@@ -296,7 +406,11 @@ def load(spec: ModelConfig) -> Embeddings:
                           f"{name!r} only {stored} rows; tokenizer and weights in {folder} do "
                           "not belong together")
     padding = stored - n_rows
-    if padding:
+    if padding > PADDING_WARN_SHARE * stored:
+        log.warning("the tokenizer has %d ids but the embedding matrix %d rows: %d rows "
+                    "(%.0f %%) are left out as padding; check that the tokenizer in %s belongs "
+                    "to these weights", n_rows, stored, padding, 100 * padding / stored, folder)
+    elif padding:
         log.info("dropped %d padding rows beyond the tokenizer's %d ids", padding, n_rows)
     log.info("read %s %s (%s, %d x %d) via %s", folder.name, name, dtype, *matrix.shape, method)
     return Embeddings(matrix=matrix, tokenizer=tokenizer, model_id=spec.id, path=str(folder),

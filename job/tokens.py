@@ -17,14 +17,22 @@ Display rules per tokenizer family:
 - SentencePiece: ``▁`` marks a word start; byte-fallback tokens ``<0x0A>`` are shown as the
   character when it is printable ASCII or whitespace, else kept as ``<0x..>``.
 
-Whitespace is made visible: ``␣`` space, ``↵`` newline, ``⇥`` tab, ``␍`` carriage return.
+Every display text is visible: ``␣`` space (when a token is only whitespace), ``↵`` newline,
+``⇥`` tab, ``␍`` carriage return; every other character without a glyph of its own (other
+Unicode whitespace such as U+00A0 or U+3000, zero-width and direction marks, the soft hyphen,
+C0/C1 controls, line and paragraph separators, Hangul fillers) is shown as an escape,
+``<U+200B>``. A token with no visible character at all is category ``whitespace``. Filler
+slots that no text can produce (``[unused12]``, ``<|reserved_special_token_7|>``, tekken's
+``<SPECIAL_20>``) are category ``unused``.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,20 +44,28 @@ SCRIPTS = ("latin", "digit", "symbol", "hiragana", "katakana", "kanji", "hangul"
            "greek", "arabic", "other", "mixed", "empty")
 FAMILIES = ("wordpiece", "bytelevel", "sentencepiece", "plain")
 
+log = logging.getLogger(__name__)
+
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
-# Placeholder rows many vocabularies reserve: [unused12], <unused3>, <|reserved_special_token_7|>
-_UNUSED = re.compile(r"^(\[unused\d+\]|<unused\d+>|<\|?reserved[_a-z]*_?\d+\|?>)$")
+# Reserved, never-trained slots: [unused12], <unused3>, <|reserved_special_token_7|>, and
+# tekken's fillers <SPECIAL_20> … <SPECIAL_999>. One definition for the token table and the
+# automatic zooms (job/render/zooms.py).
+PLACEHOLDER = re.compile(r"^(?:[\[<]\|?[a-z_]*(?:unused|reserved)[a-z_]*\d+\|?[\]>]"
+                         r"|<SPECIAL_\d+>)$")
 # Matched with Python's re (never handed to pandas: with pyarrow strings, pandas >= 3 passes a
 # pattern to RE2, which rejects escapes such as \u).
 _KANA = re.compile("[\u3041-\u309F\u30A1-\u30FA\u30FC-\u30FF]")
 _JAPANESE = re.compile("[\u3041-\u309F\u30A1-\u30FA\u30FC-\u30FF\u3400-\u9FFF々〆]")
 _SURROGATE = re.compile("[\udc80-\udcff]")  # undecodable bytes (surrogateescape)
 _BYTE_MARK = re.compile(r"<0x[0-9A-F]{2}>")
-# Whitespace and control characters made visible: ␣ ↵ ⇥ ␍, other controls as U+2400 pictures.
-_VISIBLE = {cp: chr(0x2400 + cp) for cp in range(0x20)} | {0x7F: "␡"}
-_VISIBLE |= {ord(" "): "␣", ord("\n"): "↵", ord("\t"): "⇥", ord("\r"): "␍"}
-_CONTROLS = {k: v for k, v in _VISIBLE.items() if k != ord(" ")}
-_WHITESPACE_MARKS = {_VISIBLE[ord(c)] for c in " \n\t\r\x0b\x0c"}
+_ESCAPE = re.compile(r"<U\+[0-9A-F]{4,6}>")
+# Characters shown by a mark of their own; other invisible characters become <U+XXXX>.
+_MARKS = {"\n": "↵", "\t": "⇥", "\r": "␍"}
+# A display text with nothing but these marks and escapes: category "whitespace".
+_INVISIBLE_ONLY = re.compile(r"^(?:[␣↵⇥␍]|<U\+[0-9A-F]{4,6}>)+$")
+# Letters and symbols that draw as blank space (Unicode's Default_Ignorable_Code_Point
+# fillers, and the blank Braille pattern).
+_BLANK = frozenset([0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0])
 
 
 @functools.cache
@@ -69,8 +85,9 @@ def _byte_decoder() -> dict[str, int]:
 
 
 def is_placeholder(token: str) -> bool:
-    """A reserved, never-trained slot such as ``[unused12]`` or ``<|reserved_special_token_7|>``."""
-    return _UNUSED.match(token) is not None
+    """A reserved, never-trained slot such as ``[unused12]``, ``<|reserved_special_token_7|>``
+    or tekken's ``<SPECIAL_20>``."""
+    return PLACEHOLDER.match(token) is not None
 
 
 def detect_family(tokenizer: Any, vocab: dict[str, int]) -> str:
@@ -99,19 +116,52 @@ def detect_family(tokenizer: Any, vocab: dict[str, int]) -> str:
     return "plain"
 
 
+@functools.lru_cache(maxsize=65536)
+def is_invisible(ch: str) -> bool:
+    """True for a character with no glyph of its own: whitespace other than the ASCII space,
+    controls (Cc), format characters (Cf: zero-width, direction marks, soft hyphen), line and
+    paragraph separators, and the blank fillers."""
+    if ch == " ":
+        return False
+    return (ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+            or ord(ch) in _BLANK)
+
+
+def escape(ch: str) -> str:
+    """``<U+200B>``: the code point of an invisible character."""
+    return f"<U+{ord(ch):04X}>"
+
+
+@functools.lru_cache(maxsize=65536)
+def _mark(ch: str, bare: bool) -> str:
+    """Display form of one character; ``bare``: the text has nothing visible, so spaces and
+    combining marks are shown too."""
+    if ch == " ":
+        return "␣" if bare else " "
+    if ch in _MARKS:
+        return _MARKS[ch]
+    if is_invisible(ch) or (bare and unicodedata.category(ch) in ("Mn", "Me")):
+        return escape(ch)
+    return ch
+
+
+def _has_glyph(ch: str) -> bool:
+    return not (ch == " " or is_invisible(ch) or unicodedata.category(ch) in ("Mn", "Me"))
+
+
 def visible(text: str) -> str:
-    """Whitespace and control characters made visible (``␣`` ``↵`` ``⇥`` ``␍`` ``␋`` …)."""
-    return text.translate(_VISIBLE)
+    """``text`` with every character visible: ``␣`` ``↵`` ``⇥`` ``␍``, other invisible
+    characters as ``<U+XXXX>``."""
+    return "".join(_mark(ch, True) for ch in text)
 
 
 def _shown(body: str) -> str:
-    """Display form of a token body: spaces visible when the body is only whitespace, line
-    breaks, tabs and control characters always."""
+    """Display form of a token body: spaces visible when nothing else is, line breaks, tabs
+    and invisible characters always."""
     if not body:
         return "␣"
-    if body.isspace():
-        return visible(body)
-    return body.translate(_CONTROLS)
+    bare = not any(_has_glyph(ch) for ch in body)
+    return "".join(_mark(ch, bare) for ch in body)
 
 
 @functools.cache
@@ -143,8 +193,8 @@ def split_token(token: str, family: str) -> tuple[str, bool, bool]:
     """(display text, word_start, is_byte) for one raw token of the given family."""
     if family == "wordpiece":
         if token.startswith("##") and len(token) > 2:
-            return token[2:], False, False
-        return token, True, False
+            return _shown(token[2:]), False, False
+        return _shown(token), True, False
     if family == "bytelevel":
         decoded = decode_bytelevel(token)
         if decoded is None:  # stored as plain text
@@ -180,6 +230,7 @@ def script_of(text: str) -> str:
     text = _BYTE_MARK.sub("", text)  # partial UTF-8 bytes have no script
     if not text:
         return "other"
+    text = _ESCAPE.sub("␣", text)  # invisible characters count as symbols
     found = {_char_script(ch) for ch in text}
     letters = found - {"digit", "symbol", "skip"}
     if letters:
@@ -217,8 +268,9 @@ def _char_script(ch: str) -> str:
 def _category(display: str, word_start: bool, is_byte: bool) -> str:
     if is_byte:
         return "byte"
-    if display and all(c in _WHITESPACE_MARKS for c in display):
+    if _INVISIBLE_ONLY.match(display):
         return "whitespace"
+    display = _ESCAPE.sub("", display)  # invisible characters beside visible ones
     stripped = display.replace(",", "").replace(".", "")
     if stripped and all(c.isdigit() for c in stripped):
         return "number"
@@ -227,7 +279,7 @@ def _category(display: str, word_start: bool, is_byte: bool) -> str:
     return "word" if word_start else "continuation"
 
 
-def _matches(texts: pd.Series, pattern: re.Pattern[str]) -> np.ndarray:
+def matches(texts: pd.Series, pattern: re.Pattern[str]) -> np.ndarray:
     """Which texts contain a match of ``pattern``, by Python's re whatever the string dtype."""
     return np.fromiter((pattern.search(t) is not None for t in texts), bool, len(texts))
 
@@ -235,7 +287,7 @@ def _matches(texts: pd.Series, pattern: re.Pattern[str]) -> np.ndarray:
 def is_japanese(table: pd.DataFrame) -> bool:
     """True when tokens with kana make up a real share of the vocabulary (kanji alone would
     also match Chinese vocabularies)."""
-    return bool(_matches(table["display"], _KANA).mean() > 0.05)
+    return bool(matches(table["display"], _KANA).mean() > 0.05)
 
 
 def part_of_speech(texts: list[str]) -> list[str]:
@@ -265,17 +317,80 @@ def _special_ids(tokenizer: Any) -> tuple[set[int], dict[int, str]]:
     return special, plain_added
 
 
-def build_table(tokenizer: Any, n_rows: int) -> pd.DataFrame:
-    """One row per id in ``range(n_rows)``; ids missing from the vocabulary get ``<unused:i>``."""
+def vocab_file_tokens(folder: str | Path) -> list[str] | None:
+    """The lines of the folder's WordPiece ``vocab.txt`` (line i is id i), read as
+    transformers reads them; None without one. Unlike the tokenizer's token → id dict, a
+    duplicated line keeps its own id and text."""
+    path = Path(folder) / "vocab.txt"
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return [line.rstrip("\n") for line in handle]
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _tokens_by_id(tokenizer: Any, listed: list[str] | None) -> dict[int, str]:
+    """id → raw token from the tokenizer's vocabulary; ids that lost their entry to a
+    duplicate string get their text from ``listed`` (the vocab file), when that file agrees
+    with the tokenizer on every other id."""
+    by_id = {i: t for t, i in tokenizer.get_vocab().items()}
+    if listed and len(listed) > len([i for i in by_id if i < len(listed)]):
+        if all(listed[i] == t for i, t in by_id.items() if i < len(listed)):
+            for i, token in enumerate(listed):
+                by_id.setdefault(i, token)
+        else:
+            log.debug("vocab.txt does not match the tokenizer's vocabulary; not used")
+    return by_id
+
+
+def _first(ids: Any, k: int = 10) -> list[int]:
+    return [int(i) for i in list(ids)[:k]]
+
+
+def vocabulary_checks(table: pd.DataFrame, holes: list[int]) -> dict[str, Any]:
+    """Counts and first ids of the vocabulary's oddities, logged and kept for the manifest:
+    token strings held by several ids, empty token strings, ids with no token at all."""
+    duplicated = table["token"].duplicated(keep=False).to_numpy() & (table["token"] != "")
+    dup_ids = table.loc[duplicated, "token_id"]
+    empty_ids = table.loc[table["token"] == "", "token_id"]
+    examples = list(dict.fromkeys(table.loc[duplicated, "token"]))[:5]
+    checks = {"duplicate_strings": {"ids": int(len(dup_ids)), "first_ids": _first(dup_ids),
+                                    "examples": examples},
+              "empty_strings": {"ids": int(len(empty_ids)), "first_ids": _first(empty_ids)},
+              "ids_without_token": {"ids": len(holes), "first_ids": _first(holes)}}
+    if len(dup_ids):
+        log.warning("vocabulary: %d ids share their token string with another id (ids %s, "
+                    "e.g. %s); each keeps its own row and text, though text reaches only one "
+                    "id of each string", len(dup_ids), _first(dup_ids, 5), examples)
+    if len(empty_ids):
+        log.warning("vocabulary: %d ids have an empty token string (ids %s); shown as "
+                    "<empty>, category unused", len(empty_ids), _first(empty_ids, 5))
+    if holes:
+        log.info("vocabulary: %d ids below the tokenizer's largest id have no token (ids %s); "
+                 "shown as <unused:ID>", len(holes), _first(holes, 5))
+    return checks
+
+
+def build_table(tokenizer: Any, n_rows: int, listed: list[str] | None = None) -> pd.DataFrame:
+    """One row per id in ``range(n_rows)``; ids missing from the vocabulary get ``<unused:i>``.
+
+    ``listed``: the raw tokens in id order as the vocabulary file lists them
+    (:func:`vocab_file_tokens`), so that duplicated strings keep their own ids.
+    ``table.attrs["vocabulary_checks"]`` holds :func:`vocabulary_checks`.
+    """
     vocab = tokenizer.get_vocab()
     family = detect_family(tokenizer, vocab)
-    by_id = {i: t for t, i in vocab.items()}
+    by_id = _tokens_by_id(tokenizer, listed)
     special_ids, plain_added = _special_ids(tokenizer)
     rows = []
+    holes = []
     for i in range(n_rows):
         token = by_id.get(i)
         if token is None:
+            holes.append(i)
             rows.append((i, f"<unused:{i}>", f"<unused:{i}>", True, "unused"))
+        elif token == "":  # no text can produce it
+            rows.append((i, token, "<empty>", True, "unused"))
         elif i in special_ids:
             rows.append((i, token, token, True, "unused" if is_placeholder(token) else "special"))
         elif is_placeholder(token):
@@ -295,8 +410,9 @@ def build_table(tokenizer: Any, n_rows: int) -> pd.DataFrame:
         words = table["category"].isin(["word", "continuation"]).to_numpy()
         pos = table["category"].astype(str).to_numpy(dtype=object)
         pos[words] = "other script"
-        words = words & _matches(table["display"], _JAPANESE)
+        words = words & matches(table["display"], _JAPANESE)
         pos[words] = part_of_speech(table.loc[words, "display"].tolist())
         table["pos"] = pd.Categorical(pos)
     table.attrs["family"] = family
+    table.attrs["vocabulary_checks"] = vocabulary_checks(table, holes)
     return table

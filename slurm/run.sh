@@ -62,7 +62,7 @@ if [ -z "${SLURM_JOB_ID:-}" ]; then
     shift
   done
   CONFIG=${1:-configs/compare.toml}
-  n=$(python -m job check "$CONFIG") || exit 2
+  n=$(python -m job check --count --no-backend "$CONFIG") || exit 2
   python -m job compare --config "$CONFIG" --dry-run >/dev/null || exit 2
   mkdir -p logs
   say "$CONFIG is valid: $n model(s); submitting an array of $n task(s)"
@@ -77,7 +77,7 @@ cancel_array() {  # a bad config fails every task the same way: cancel the pendi
     scancel --state=PENDING "$SLURM_ARRAY_JOB_ID" || true
   fi
 }
-if ! n=$(python -m job check "$CONFIG") \
+if ! n=$(python -m job check --count "$CONFIG") \
     || ! plan=$(python -m job compare --config "$CONFIG" --dry-run); then
   cancel_array
   exit 2

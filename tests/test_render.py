@@ -142,7 +142,7 @@ def test_auto_zooms_skip_placeholders_and_are_named_after_their_centre() -> None
     assert {r.name.split("_")[1].rstrip("0123456789") for r in regions} == {"far", "royal"}
 
 
-def test_anchor_zoom_holds_its_nearest_tokens_and_missing_anchor_is_an_error() -> None:
+def test_anchor_zoom_holds_its_nearest_tokens_and_missing_anchor_is_skipped() -> None:
     table = clustered()
     z = dataclasses.replace(CFG, auto_zooms=0, zooms=(
         __import__("job.config", fromlist=["ZoomConfig"]).ZoomConfig(
@@ -151,8 +151,14 @@ def test_anchor_zoom_holds_its_nearest_tokens_and_missing_anchor_is_an_error() -
     inside = region.contains(table["x"].to_numpy(), table["y"].to_numpy())
     assert 30 <= inside.sum() <= 40 and inside[7]
     bad = dataclasses.replace(z, zooms=(dataclasses.replace(z.zooms[0], anchor="nope"),))
-    with pytest.raises(zooms.ZoomError, match="'nope' is not in this vocabulary"):
-        zooms.resolve(table, bad)
+    assert zooms.resolve(table, bad) == []
+    assert zooms.skipped(table, bad) == [{
+        "name": "w7", "anchor": "nope",
+        "why": "anchor token 'nope' is not in this vocabulary (or not selected)"}]
+    required = dataclasses.replace(bad, zooms=(dataclasses.replace(bad.zooms[0],
+                                                                   required=True),))
+    with pytest.raises(zooms.ZoomError, match="'w7' is required, but its anchor token 'nope'"):
+        zooms.resolve(table, required)
 
 
 def test_render_redraws_a_finished_run_without_recomputing(fast_config: Path,
@@ -187,7 +193,7 @@ def test_anchor_list_gives_one_zoom_per_token_and_skips_missing_ones(
     cfg = dataclasses.replace(CFG, auto_zooms=0, anchors=("優勝", "東京", "king"))
     regions = zooms.resolve(table, cfg)
     assert [r.name for r in regions] == ["優勝", "東京"]
-    assert "skipping 'king'" in caplog.text
+    assert "zoom 'king' not drawn" in caplog.text
     img, placed = raster.zoom(table, regions[0], cfg)
     assert "優勝" in [p.text for p in placed]
     assert pictures.zoom_file("優勝") != pictures.zoom_file("東京")

@@ -174,3 +174,104 @@ def test_padding_ids_missing_from_vocabulary_are_unused(bert_dir: Path) -> None:
     emb = source.load(ModelConfig(id=str(bert_dir)))
     table = tokens.build_table(emb.tokenizer, emb.matrix.shape[0] + 2)
     assert table["category"].iloc[-2:].tolist() == ["unused", "unused"]
+
+
+# --- invisible characters and filler slots (issue 11) --------------------------------------
+
+INVISIBLE = [  # text → display, category (as a byte-level token without a leading space)
+    ("\u00a0", "<U+00A0>", "whitespace"),  # no-break space
+    ("\u2002", "<U+2002>", "whitespace"),  # en space
+    ("\u2009", "<U+2009>", "whitespace"),  # thin space
+    ("\u3000", "<U+3000>", "whitespace"),  # ideographic space
+    ("\u3000\u3000", "<U+3000><U+3000>", "whitespace"),
+    ("\u200b", "<U+200B>", "whitespace"),  # zero-width space
+    ("\u200e", "<U+200E>", "whitespace"),  # left-to-right mark
+    ("\u200f", "<U+200F>", "whitespace"),  # right-to-left mark
+    ("\u2060", "<U+2060>", "whitespace"),  # word joiner
+    ("\ufeff", "<U+FEFF>", "whitespace"),  # byte order mark
+    ("\u00ad", "<U+00AD>", "whitespace"),  # soft hyphen
+    ("\u2028", "<U+2028>", "whitespace"),  # line separator
+    ("\x00", "<U+0000>", "whitespace"),  # C0 control
+    ("\x1b", "<U+001B>", "whitespace"),
+    ("\x85", "<U+0085>", "whitespace"),  # C1 control (next line)
+    ("\x9f", "<U+009F>", "whitespace"),
+    ("\u3164", "<U+3164>", "whitespace"),  # Hangul filler: a letter that draws nothing
+    ("\u0301", "<U+0301>", "whitespace"),  # a combining mark alone
+    ("\n", "↵", "whitespace"),
+    ("\t", "⇥", "whitespace"),
+    ("co\u00adop", "co<U+00AD>op", "continuation"),  # inside a word: the word stays a word
+    ("a\u200bb", "a<U+200B>b", "continuation"),
+    ("\x1b[", "<U+001B>[", "punctuation"),
+    ("e\u0301", "e\u0301", "continuation"),  # a combining mark on a letter draws
+]
+
+
+@pytest.mark.parametrize(("text", "display", "category"), INVISIBLE)
+def test_invisible_characters_are_shown_as_escapes(text: str, display: str,
+                                                   category: str) -> None:
+    shown, start, is_byte = tokens.split_token(bytelevel(text), "bytelevel")
+    assert (shown, start, is_byte) == (display, False, False)
+    assert tokens._category(shown, start, is_byte) == category
+    assert tokens.split_token(text, "wordpiece")[0] == display
+    assert tokens.split_token(text, "sentencepiece")[0] == display
+
+
+def test_space_marks_and_word_starts() -> None:
+    assert tokens.split_token(bytelevel(" \u00a0"), "bytelevel") == ("␣<U+00A0>", True, False)
+    assert tokens.split_token("▁\u3000", "sentencepiece") == ("<U+3000>", True, False)
+    assert tokens.split_token(bytelevel(" a\u00a0b"), "bytelevel") == ("a<U+00A0>b", True,
+                                                                         False)
+    assert tokens.script_of("<U+00A0>") == "symbol"
+    assert tokens.script_of("a<U+200B>b") == "latin"
+
+
+@pytest.mark.parametrize(("token", "placeholder"), [
+    ("<SPECIAL_20>", True), ("<SPECIAL_999>", True), ("<SPECIAL>", False), ("[INST]", False),
+    ("<|reserved_5|>", True), ("[reserved_3]", True),
+])
+def test_filler_specials_are_placeholders(token: str, placeholder: bool) -> None:
+    assert tokens.is_placeholder(token) is placeholder
+
+
+def _bpe_with(folder: Path, texts: list[str]) -> Path:
+    """A byte-level BPE tokenizer whose vocabulary holds each of ``texts`` as one token (the
+    byte alphabet plus the merges that build them), tekken-style filler specials, saved with
+    save_pretrained."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(pre_tokenizers.ByteLevel.alphabet())}
+    merges = []
+    for text in texts:
+        encoded = bytelevel(text)
+        for k in range(2, len(encoded) + 1):
+            if encoded[:k] not in vocab:
+                merges.append((encoded[:k - 1], encoded[k - 1]))
+                vocab[encoded[:k]] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok)
+    fast.add_special_tokens({"additional_special_tokens": ["[INST]", "<SPECIAL_20>",
+                                                           "<SPECIAL_999>"]})
+    fast.save_pretrained(folder)
+    return folder
+
+
+def test_real_tokenizer_files_show_every_token_visibly(tmp_path: Path) -> None:
+    texts = [text for text, _, _ in INVISIBLE] + [" \u00a0", "hello"]
+    tokenizer = source.load_tokenizer(_bpe_with(tmp_path / "bpe", texts))
+    table = tokens.build_table(tokenizer, source.tokenizer_rows(tokenizer))
+    assert table.attrs["family"] == "bytelevel"
+    ids = tokenizer.get_vocab()
+    for text, display, category in INVISIBLE:
+        row = table.iloc[ids[bytelevel(text)]]
+        assert (row["display"], row["category"]) == (display, category), repr(text)
+    fillers = table.iloc[[ids["<SPECIAL_20>"], ids["<SPECIAL_999>"], ids["[INST]"]]]
+    assert fillers["category"].tolist() == ["unused", "unused", "special"]
+    # every display text of the whole vocabulary (all 256 bytes included) can be seen
+    assert (table["display"] != "").all()
+    raw = table["display"].map(lambda d: [c for c in d if tokens.is_invisible(c)])
+    assert raw.map(len).sum() == 0, table.loc[raw.map(len) > 0, "token"].tolist()
+    assert not table.loc[table["display"].str.fullmatch(r"(<U\+[0-9A-F]+>)+"),
+                         "category"].isin(["word", "continuation"]).any()

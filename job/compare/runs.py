@@ -20,6 +20,7 @@ import pandas as pd
 
 from job import rundir
 from job.config import Config, ModelConfig
+from job.errors import VocabmapError
 from job.knn import l2_normalise
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 SKIPPED_CATEGORIES = ("special", "byte")
 
 
-class CompareError(ValueError):
+class CompareError(VocabmapError, ValueError):
     """The comparison cannot run as asked; the message says why and what to do."""
 
 
@@ -138,7 +139,7 @@ def load_vectors(run: Run, keys: set[str]) -> None:
     path = model.get("path", "")
     try:
         emb = source.load(ModelConfig(id=path))
-    except (source.SourceError, OSError) as err:
+    except (VocabmapError, OSError) as err:  # e.g. a .bin model and no torch
         run.vectors_error = f"could not re-read {path}: {err}"
         log.warning("%s: %s", run.label, run.vectors_error)
         return

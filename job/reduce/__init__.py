@@ -18,13 +18,14 @@ import numpy as np
 
 from job import gpu
 from job.config import LayoutConfig
+from job.errors import VocabmapError
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("opentsne", "cuml", "sklearn")
 
 
-class BackendError(RuntimeError):
+class BackendError(VocabmapError, RuntimeError):
     """The chosen backend cannot run here; the message says what to install or choose."""
 
 

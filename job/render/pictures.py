@@ -75,7 +75,7 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path) -> dict[str
     seconds = {k: round(v, 2) for k, v in seconds.items()}
     log.info("rendered in %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     return {"color_by": cfg.color_by, "zooms": drawn, "files": files, "seconds": seconds,
-            **facts}
+            "skipped_zooms": zooms.skipped(table, cfg), **facts}
 
 
 def remove_stale(folder: Path, keep: list[str]) -> list[str]:

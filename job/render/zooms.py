@@ -4,19 +4,20 @@ automatic picks from the densest clusters."""
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from job.config import RenderConfig, ZoomConfig
+from job.errors import VocabmapError
 from job.render import labels
+from job.tokens import PLACEHOLDER, matches
 
 log = logging.getLogger(__name__)
 
 
-class ZoomError(ValueError):
+class ZoomError(VocabmapError, ValueError):
     """A configured zoom cannot be placed; the message says why."""
 
 
@@ -59,16 +60,12 @@ def find_anchor(table: pd.DataFrame, text: str) -> int:
                     "pick a token that the model's tokenizer has as a single token")
 
 
-# Reserved rows that carry no meaning yet ("[unused12]", "<extra_id_3>",
-# "<|reserved_special_token_7|>", "<unused5>"): untrained rows that t-SNE piles into one
-# dense blob, which would otherwise win every density contest.
-PLACEHOLDER = re.compile(r"^[\[<]\|?[a-z_]*(unused|reserved|extra)[a-z_]*\d+\|?[\]>]$")
-
-
 def meaningful(table: pd.DataFrame) -> np.ndarray:
     """Rows worth picking automatic zooms around: not special, not placeholders, and
     drawable (no character that every label font lacks, which would show as a box)."""
-    keep = ~table["token"].astype(str).str.match(PLACEHOLDER).to_numpy()
+    # reserved rows ("[unused12]", "<SPECIAL_20>") are untrained: t-SNE piles them into one
+    # dense blob, which would otherwise win every density contest
+    keep = ~matches(table["token"].astype(str), PLACEHOLDER)
     if "category" in table:
         keep &= ~table["category"].astype(str).isin(["special", "unused"]).to_numpy()
     chars = set("".join(table["display"].astype(str)))
@@ -124,17 +121,51 @@ def auto_regions(x: np.ndarray, y: np.ndarray, k: int, n: int = 60, bins: int = 
     return regions
 
 
+def _anchor_zooms(cfg: RenderConfig) -> list[ZoomConfig]:
+    """The configured anchor zooms: ``zooms`` entries with an anchor, then ``anchors``."""
+    return ([z for z in cfg.zooms if z.anchor]
+            + [ZoomConfig(name=anchor, anchor=anchor) for anchor in cfg.anchors])
+
+
+def skipped(table: pd.DataFrame, cfg: RenderConfig) -> list[dict[str, str]]:
+    """Anchor zooms that are not drawn because the table lacks their anchor token:
+    ``{"name", "anchor", "why"}`` each, for the manifest."""
+    out = []
+    for z in _anchor_zooms(cfg):
+        try:
+            find_anchor(table, z.anchor)
+        except ZoomError as err:
+            out.append({"name": z.name, "anchor": z.anchor, "why": str(err).split(";")[0]})
+    return out
+
+
+def check_required(table: pd.DataFrame, cfg: RenderConfig) -> None:
+    """Fail before the layout when a zoom marked ``required = true`` has no anchor token in
+    the (selected) token table."""
+    for z in cfg.zooms:
+        if z.anchor and z.required:
+            try:
+                find_anchor(table, z.anchor)
+            except ZoomError as err:
+                raise ZoomError(f"render.zooms {z.name!r} is required, but its {err}") from None
+
+
 def resolve(table: pd.DataFrame, cfg: RenderConfig) -> list[Region]:
     """Configured zooms (``zooms``, then one per token of ``anchors``), then
     ``cfg.auto_zooms`` automatic ones around clusters of meaningful tokens, away from the
-    configured ones."""
+    configured ones. An anchor the table lacks is skipped with a warning (see
+    :func:`skipped`), or fails for a zoom marked ``required``."""
     x, y = table["x"].to_numpy(), table["y"].to_numpy()
-    regions = [_configured(table, x, y, z) for z in cfg.zooms]
-    for anchor in cfg.anchors:
-        try:
-            regions.append(_configured(table, x, y, ZoomConfig(name=anchor, anchor=anchor)))
-        except ZoomError as err:
-            log.warning("render.anchors: skipping %r: %s", anchor, str(err).split(";")[0])
+    check_required(table, cfg)
+    missing = {(s["name"], s["anchor"]) for s in skipped(table, cfg)}
+    regions = [_configured(table, x, y, z) for z in cfg.zooms
+               if (z.name, z.anchor) not in missing]
+    regions += [_configured(table, x, y, ZoomConfig(name=a, anchor=a)) for a in cfg.anchors
+                if (a, a) not in missing]
+    for name, anchor in sorted(missing):
+        log.warning("zoom %r not drawn: anchor token %r is not in this vocabulary (or not "
+                    "selected); mark the zoom required = true to make that an error",
+                    name, anchor)
     keep = meaningful(table)
     if keep.sum() < max(cfg.auto_zooms, 1):  # nothing but placeholders: use every token
         keep[:] = True
