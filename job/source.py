@@ -265,19 +265,27 @@ def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-def _rows_as_stored(file: Path, name: str, n: int, numpy_type: str) -> np.ndarray:
-    """The first ``n`` rows of tensor ``name`` read from the file's bytes: the header gives
-    the tensor's offsets (safe_open has checked the file already)."""
+def _rows_as_float32(file: Path, name: str, n: int, dtype: str, block: int = 8192,
+                     ) -> np.ndarray:
+    """The first ``n`` rows of tensor ``name`` as float32, read from the file's bytes a block
+    of rows at a time (the header gives the tensor's offsets; safe_open has checked the file
+    already), so memory holds the float32 matrix and one block, never a second matrix."""
+    numpy_type = _DTYPES[dtype][1]
     with file.open("rb") as handle:
         size = int.from_bytes(handle.read(8), "little")
         info = json.loads(handle.read(size))[name]
         shape = [int(s) for s in info["shape"]]
         handle.seek(8 + size + int(info["data_offsets"][0]))
         per_row = int(np.prod(shape[1:], dtype=np.int64))
-        data = np.fromfile(handle, dtype=numpy_type, count=n * per_row)
-    if data.size != n * per_row:
-        raise _damaged(file, ValueError(f"tensor {name!r} is cut short"))
-    return data.reshape(n, *shape[1:])
+        out = np.empty((n, *shape[1:]), dtype=np.float32)
+        for start in range(0, n, block):
+            rows = min(block, n - start)
+            data = np.fromfile(handle, dtype=numpy_type, count=rows * per_row)
+            if data.size != rows * per_row:
+                raise _damaged(file, ValueError(f"tensor {name!r} is cut short"))
+            data = data.reshape(rows, *shape[1:])
+            out[start:start + rows] = bf16_to_float32(data) if dtype == "BF16" else data
+    return out
 
 
 def _slice_rows(file: Path, name: str | None, n_rows: int) -> tuple[np.ndarray, int, str, str]:
@@ -297,10 +305,8 @@ def _slice_rows(file: Path, name: str | None, n_rows: int) -> tuple[np.ndarray, 
     if dtype not in _DTYPES:
         raise SourceError(f"the embedding tensor {name!r} in {file} is stored as {dtype}; "
                           f"vocabmap reads {', '.join(_DTYPES)} (dequantise the checkpoint)")
-    label, numpy_type = _DTYPES[dtype]
-    rows = _rows_as_stored(file, name, min(n_rows, stored), numpy_type)  # only the used rows
-    matrix = bf16_to_float32(rows) if dtype == "BF16" else rows.astype(np.float32, copy=False)
-    return np.ascontiguousarray(matrix), stored, label, name
+    matrix = _rows_as_float32(file, name, min(n_rows, stored), dtype)  # only the used rows
+    return matrix, stored, _DTYPES[dtype][0], name
 
 
 def _read_safetensors(folder: Path, n_rows: int) -> tuple[np.ndarray, int, str, str] | None:
