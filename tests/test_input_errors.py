@@ -89,7 +89,7 @@ def test_config_error_is_one_line_and_debug_adds_the_traceback(
     assert error_line(capsys.readouterr().err) == (
         "vocabmap: error: unknown key 'layout.perplexityy'; allowed keys in [layout]: backend, "
         "metric, perplexity, n_iter, early_exaggeration_iter, early_exaggeration, "
-        "learning_rate, seed, n_jobs")
+        "learning_rate, seed, deterministic, knn, n_jobs")
     assert cli.main(["--debug", "check", str(path)]) == 2
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "ConfigError" in err
@@ -106,13 +106,25 @@ def test_config_that_is_not_utf8_is_one_line(tmp_path: Path,
 
 
 def test_os_error_is_one_line(fast_config: Path, tmp_path: Path,
-                              capsys: pytest.CaptureFixture) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    code = cli.main(["run", str(fast_config), "--out", str(blocker / "runs")])
+                              capsys: pytest.CaptureFixture,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error of the machine that no stage turned into a message of its own (the run
+    directory's cases are in tests/test_rundir.py) still ends as one line."""
+    import errno
+
+    from job import pipeline
+
+    where = tmp_path / "somewhere"
+
+    def full_disk(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(where))
+
+    monkeypatch.setattr(pipeline, "run_model", full_disk)
+    code = cli.main(["run", str(fast_config)])
     line = error_line(capsys.readouterr().err)
     assert code == 2
-    assert str(blocker) in line and "Not a directory" in line
+    assert line == (f"vocabmap: error: No space left on device: {where}; check that the path "
+                    "exists and is writable and that its disk has free space")
 
 
 # --- 2. weights without tokenizer files; a tokenizer much smaller than the matrix ---------
@@ -302,7 +314,7 @@ def test_required_anchor_fails_before_the_layout(bert_dir: Path, tmp_path: Path)
 ])
 def test_check_rejects_what_run_would(bert_dir: Path, tmp_path: Path, extra: str, message: str,
                                       capsys: pytest.CaptureFixture) -> None:
-    from job.reduce import cuda_available
+    from job.gpu import cuda_available
 
     if "cuml" in extra and cuda_available()[0]:
         pytest.skip("a CUDA device is present")
