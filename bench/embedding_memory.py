@@ -35,7 +35,7 @@ def _status(field: str) -> int:
 
 def _read(folder: Path, method: str) -> tuple[int, int]:
     """(rows, dims) read by ``method``: "safetensors" (the real loader) or "automodel"."""
-    from job import source
+    from job import source, weights
     from job.config import ModelConfig
 
     if method == "safetensors":
@@ -44,7 +44,7 @@ def _read(folder: Path, method: str) -> tuple[int, int]:
         matrix = emb.matrix
     else:
         tokenizer = source.load_tokenizer(folder)
-        matrix, *_ = source._read_automodel(folder, source.tokenizer_rows(tokenizer))
+        matrix, *_ = weights.read_automodel(folder, source.tokenizer_rows(tokenizer))
     float(matrix.sum())  # touch every page, as the layout will
     return matrix.shape  # type: ignore[return-value]
 

@@ -12,6 +12,10 @@ class VocabmapError(Exception):
     """Base of every user-fixable error; the message names what is wrong and the fix."""
 
 
+class SourceError(VocabmapError, RuntimeError):
+    """The model could not be found or read; the message says what to do."""
+
+
 def require_torch(what: str) -> None:
     """Fail with the install line when torch, an optional extra, is missing (it is needed for
     .bin checkpoints and contextual embeddings; safetensors are read without it)."""

@@ -13,7 +13,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from job import contextual, gpu, neighbours, quality, reduce, rundir, select, source, tokens
+from job import (
+    contextual,
+    gpu,
+    neighbours,
+    quality,
+    reduce,
+    rundir,
+    select,
+    source,
+    tokens,
+    weights,
+)
 from job.config import Config, ModelConfig, RenderConfig
 from job.knn import knn, l2_normalise
 from job.render import pictures, zooms
@@ -79,7 +90,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
              emb.matrix.shape[0], selection["rule"], emb.matrix.shape[1])
     # everything the token table can tell is checked before the kNN and the layout start
     zooms.check_required(table, config.render)
-    source.check_finite(emb.matrix, rows, emb.path)
+    weights.check_finite(emb.matrix, rows, emb.path)
     cfg, lowered = select.fit_perplexity(config.layout, len(rows))
     if lowered:
         selection["perplexity_lowered"] = lowered

@@ -4,12 +4,8 @@ Sources: a Hugging Face id (with an optional revision; ``HF_HOME`` / ``HF_HUB_CA
 ``HF_HUB_OFFLINE`` are read when the job runs), a local folder written by ``save_pretrained``,
 or the embedded default.
 
-The matrix is read straight from safetensors when the weights are stored that way (one file
-or sharded with ``model.safetensors.index.json``): only the embedding tensor, and only its rows
-that the tokenizer uses, are read, so peak memory stays near the size of that matrix whatever
-the model's size; this needs no torch (bf16 is converted with numpy). Other checkpoints
-(``pytorch_model.bin``) fall back to ``AutoModel.from_pretrained(...).get_input_embeddings()``,
-which needs the ``torch`` extra.
+The weights are read by job/weights.py: only the input-embedding tensor, and only its rows
+that the tokenizer uses.
 """
 
 from __future__ import annotations
@@ -23,17 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from job import weights
 from job.config import EMBEDDED_DEFAULT, ModelConfig
-from job.errors import VocabmapError, require_torch
+from job.errors import SourceError, VocabmapError
 
 log = logging.getLogger(__name__)
 
 # Files a layout needs from a hub repository besides the weights.
 _META_PATTERNS = ["*.json", "*.txt", "*.model", "*.spm", "*.tiktoken", "vocab*"]
-_INDEX = "model.safetensors.index.json"
-_SINGLE = "model.safetensors"
-# Checkpoint names of the input embedding in common architectures, tried after the one the
-# architecture itself reports.
 # An id ending like this is a file path, not a hub id (hub ids may hold dots: Qwen2.5-0.5B).
 _FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".toml", ".txt",
                   ".model")
@@ -43,12 +36,6 @@ _TOKENIZER_PATTERNS = ("tokenizer.json", "tekken.json", "vocab*.txt", "vocab*.js
 # Rows beyond the tokenizer above this share of the matrix are worth a warning: GPT-2 pads
 # 50,257 ids to 50,304 rows (0.1 %), LLaMA-style models a few hundred rows at most.
 PADDING_WARN_SHARE = 0.05
-_KNOWN_NAMES = ("embed_tokens.weight", "word_embeddings.weight", "wte.weight", "embed_in.weight",
-                "tok_embeddings.weight", "shared.weight", "wte.embedding.weight")
-
-
-class SourceError(VocabmapError, RuntimeError):
-    """The model could not be found or read; the message says what to do."""
 
 
 @dataclass
@@ -189,13 +176,13 @@ def _download_weights(repo_id: str, revision: str | None, folder: Path, offline:
                         local_files_only=offline)
 
     try:
-        index = folder / _INDEX
+        index = folder / weights.INDEX
         if index.is_file():
-            weight_map = _weight_map(index)
-            fetch(weight_map[_embedding_tensor_name(folder, list(weight_map))])
+            weight_map = weights.weight_map(index)
+            fetch(weight_map[weights.embedding_tensor_name(folder, list(weight_map))])
             return
         try:
-            fetch(_SINGLE)
+            fetch(weights.SINGLE)
         except LocalEntryNotFoundError:
             raise
         except EntryNotFoundError:  # no safetensors in the repo: PyTorch weights instead
@@ -206,134 +193,6 @@ def _download_weights(repo_id: str, revision: str | None, folder: Path, offline:
         raise SourceError(f"the weights of {repo_id!r} are not in the Hugging Face cache "
                           f"{hub_cache()} (only its metadata is) and HF_HUB_OFFLINE=1 is set; "
                           f"{_download_hint(repo_id, revision)}") from None
-
-
-def _embedding_tensor_name(folder: Path, names: list[str]) -> str:
-    """The checkpoint key of the input-embedding weight.
-
-    The architecture tells which module is the input embedding: instantiate it on the meta
-    device (no memory), ask ``get_input_embeddings()`` for its parameter name, and find the
-    checkpoint key that ends with it (checkpoints may carry a prefix like ``bert.`` or
-    ``model.``). Unknown architectures, or no torch, fall back to the usual names.
-    """
-    candidates: list[str] = []
-    try:
-        import torch
-        from transformers import AutoConfig, AutoModel
-
-        config = AutoConfig.from_pretrained(folder)
-        with torch.device("meta"):
-            model = AutoModel.from_config(config)
-        weight = model.get_input_embeddings().weight
-        candidates = [n for n, p in model.named_parameters(remove_duplicate=False)
-                      if p is weight]
-    except Exception as err:  # unknown or custom architecture
-        log.debug("meta instantiation failed (%s); using known names", err)
-    candidates += [n for n in _KNOWN_NAMES if n not in candidates]
-    for cand in candidates:
-        for key in sorted(names, key=len):
-            if key == cand or key.endswith("." + cand):
-                return key
-    raise SourceError(f"no input-embedding tensor found among {len(names)} tensors in {folder}; "
-                      "expected a name ending in one of: " + ", ".join(candidates))
-
-
-def _damaged(file: Path, err: Exception) -> SourceError:
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return SourceError(f"{file} is not a valid safetensors file (truncated or corrupt? "
-                       f"{first}); re-download it")
-
-
-def _weight_map(index: Path) -> dict[str, str]:
-    """Tensor name → shard file of a sharded checkpoint's index."""
-    try:
-        return dict(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise SourceError(f"{index} is not a valid safetensors index (no readable "
-                          f"weight_map: {type(err).__name__}); re-download it") from None
-
-
-# safetensors dtypes of an embedding matrix → the name the manifest records (torch's, as
-# recorded before the reader stopped needing torch) and the numpy type to read
-_DTYPES = {"F32": ("torch.float32", "<f4"), "F16": ("torch.float16", "<f2"),
-           "F64": ("torch.float64", "<f8"), "BF16": ("torch.bfloat16", "<u2")}
-
-
-def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
-    """bfloat16 values given as their uint16 bit patterns → float32, exactly (a bfloat16 is
-    the upper half of a float32)."""
-    return (bits.astype(np.uint32) << 16).view(np.float32)
-
-
-def _rows_as_float32(file: Path, name: str, n: int, dtype: str, block: int = 8192,
-                     ) -> np.ndarray:
-    """The first ``n`` rows of tensor ``name`` as float32, read from the file's bytes a block
-    of rows at a time (the header gives the tensor's offsets; safe_open has checked the file
-    already), so memory holds the float32 matrix and one block, never a second matrix."""
-    numpy_type = _DTYPES[dtype][1]
-    with file.open("rb") as handle:
-        size = int.from_bytes(handle.read(8), "little")
-        info = json.loads(handle.read(size))[name]
-        shape = [int(s) for s in info["shape"]]
-        handle.seek(8 + size + int(info["data_offsets"][0]))
-        per_row = int(np.prod(shape[1:], dtype=np.int64))
-        out = np.empty((n, *shape[1:]), dtype=np.float32)
-        for start in range(0, n, block):
-            rows = min(block, n - start)
-            data = np.fromfile(handle, dtype=numpy_type, count=rows * per_row)
-            if data.size != rows * per_row:
-                raise _damaged(file, ValueError(f"tensor {name!r} is cut short"))
-            data = data.reshape(rows, *shape[1:])
-            out[start:start + rows] = bf16_to_float32(data) if dtype == "BF16" else data
-    return out
-
-
-def _slice_rows(file: Path, name: str | None, n_rows: int) -> tuple[np.ndarray, int, str, str]:
-    """(first ``n_rows`` rows of tensor ``name`` as float32, stored rows, stored dtype, name)
-    from one safetensors file, read with numpy only (no torch); ``name`` None: find the input
-    embedding among the file's tensors."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(file, framework="numpy") as f:
-            if name is None:
-                name = _embedding_tensor_name(file.parent, list(f.keys()))
-            part = f.get_slice(name)
-            stored, dtype = int(part.get_shape()[0]), part.get_dtype()
-    except SafetensorError as err:
-        raise _damaged(file, err) from None
-    if dtype not in _DTYPES:
-        raise SourceError(f"the embedding tensor {name!r} in {file} is stored as {dtype}; "
-                          f"vocabmap reads {', '.join(_DTYPES)} (dequantise the checkpoint)")
-    matrix = _rows_as_float32(file, name, min(n_rows, stored), dtype)  # only the used rows
-    return matrix, stored, _DTYPES[dtype][0], name
-
-
-def _read_safetensors(folder: Path, n_rows: int) -> tuple[np.ndarray, int, str, str] | None:
-    """(first ``n_rows`` rows as float32, stored rows, stored dtype, tensor name), or None
-    when the folder has no safetensors weights."""
-    index = folder / _INDEX
-    if index.is_file():
-        weight_map = _weight_map(index)
-        name = _embedding_tensor_name(folder, list(weight_map))
-        return _slice_rows(folder / weight_map[name], name, n_rows)
-    if (folder / _SINGLE).is_file():
-        return _slice_rows(folder / _SINGLE, None, n_rows)
-    return None
-
-
-def _read_automodel(folder: Path, n_rows: int) -> tuple[np.ndarray, int, str, str]:
-    """The embedding rows of a checkpoint that is not safetensors, through the full model
-    (needs torch)."""
-    require_torch(f"reading the PyTorch weights in {folder}")
-    from transformers import AutoModel
-
-    model = AutoModel.from_pretrained(folder)
-    weight = model.get_input_embeddings().weight.detach()
-    stored, dtype = int(weight.shape[0]), str(weight.dtype)
-    matrix = np.array(weight[:n_rows].float().numpy())  # own the rows; free the model
-    del model, weight
-    return matrix, stored, dtype, "get_input_embeddings()"
 
 
 def _tokenizer_settings(folder: Path) -> dict[str, Any]:
@@ -371,36 +230,17 @@ def tokenizer_rows(tokenizer: Any) -> int:
     return max(tokenizer.get_vocab().values()) + 1
 
 
-def non_finite_rows(matrix: np.ndarray, rows: np.ndarray, block: int = 8192) -> np.ndarray:
-    """Those of ``rows`` whose embedding holds a NaN or an infinity (checked in blocks, so
-    the check needs little memory)."""
-    bad = [rows[start:start + block][~np.isfinite(matrix[rows[start:start + block]]).all(axis=1)]
-           for start in range(0, len(rows), block)]
-    return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
-
-
-def check_finite(matrix: np.ndarray, rows: np.ndarray, where: str) -> None:
-    """Fail, naming the count and the first ids, when a selected row is not finite: t-SNE
-    would crash on it (openTSNE aborts the process) or return nonsense."""
-    bad = non_finite_rows(matrix, rows)
-    if len(bad):
-        ids = ", ".join(str(int(i)) for i in bad[:5]) + (", …" if len(bad) > 5 else "")
-        raise SourceError(f"{len(bad)} embedding rows are not finite (NaN or inf; ids {ids}); "
-                          f"the checkpoint in {where} is damaged: re-download it, or leave "
-                          "those ids out with [tokens] select")
-
-
 def load(spec: ModelConfig) -> Embeddings:
     """Read the full input-embedding matrix and the tokenizer of one model."""
     folder, revision = resolve(spec)
     tokenizer = load_tokenizer(folder)
     n_rows = tokenizer_rows(tokenizer)
-    read = _read_safetensors(folder, n_rows)
+    read = weights.read_safetensors(folder, n_rows)
     method = "safetensors"
     if read is None:
         method = "automodel"
         try:
-            read = _read_automodel(folder, n_rows)
+            read = weights.read_automodel(folder, n_rows)
         except VocabmapError:  # torch missing
             raise
         except Exception as err:

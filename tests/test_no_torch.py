@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from job import source
+from job import source, weights
 from job.config import ModelConfig
 from tests.builders import bin_copy
 
@@ -78,7 +78,7 @@ def test_bf16_conversion_keeps_every_bit_pattern() -> None:
     import torch
 
     bits = np.arange(2**16, dtype=np.uint16)
-    ours = source.bf16_to_float32(bits)
+    ours = weights.bf16_to_float32(bits)
     theirs = torch.from_numpy(bits.view(np.int16)).view(torch.bfloat16).float().numpy()
     np.testing.assert_array_equal(ours.view(np.uint32), theirs.view(np.uint32))  # NaNs too
 
