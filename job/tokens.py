@@ -38,10 +38,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from job.text import (
+    ESCAPE,
+    INVISIBLE_ONLY,
+    SCRIPTS,
+    script_of,
+    shown,
+    visible,
+)
+
 CATEGORIES = ("special", "unused", "word", "continuation", "number", "punctuation",
               "whitespace", "byte")
-SCRIPTS = ("latin", "digit", "symbol", "hiragana", "katakana", "kanji", "hangul", "cyrillic",
-           "greek", "arabic", "other", "mixed", "empty")
 FAMILIES = ("wordpiece", "bytelevel", "sentencepiece", "plain")
 
 log = logging.getLogger(__name__)
@@ -57,15 +64,6 @@ PLACEHOLDER = re.compile(r"^(?:[\[<]\|?[a-z_]*(?:unused|reserved)[a-z_]*\d+\|?[\
 _KANA = re.compile("[\u3041-\u309F\u30A1-\u30FA\u30FC-\u30FF]")
 _JAPANESE = re.compile("[\u3041-\u309F\u30A1-\u30FA\u30FC-\u30FF\u3400-\u9FFF々〆]")
 _SURROGATE = re.compile("[\udc80-\udcff]")  # undecodable bytes (surrogateescape)
-_BYTE_MARK = re.compile(r"<0x[0-9A-F]{2}>")
-_ESCAPE = re.compile(r"<U\+[0-9A-F]{4,6}>")
-# Characters shown by a mark of their own; other invisible characters become <U+XXXX>.
-_MARKS = {"\n": "↵", "\t": "⇥", "\r": "␍"}
-# A display text with nothing but these marks and escapes: category "whitespace".
-_INVISIBLE_ONLY = re.compile(r"^(?:[␣↵⇥␍]|<U\+[0-9A-F]{4,6}>)+$")
-# Letters and symbols that draw as blank space (Unicode's Default_Ignorable_Code_Point
-# fillers, and the blank Braille pattern).
-_BLANK = frozenset([0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0])
 
 
 @functools.cache
@@ -116,54 +114,6 @@ def detect_family(tokenizer: Any, vocab: dict[str, int]) -> str:
     return "plain"
 
 
-@functools.lru_cache(maxsize=65536)
-def is_invisible(ch: str) -> bool:
-    """True for a character with no glyph of its own: whitespace other than the ASCII space,
-    controls (Cc), format characters (Cf: zero-width, direction marks, soft hyphen), line and
-    paragraph separators, and the blank fillers."""
-    if ch == " ":
-        return False
-    return (ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp")
-            or ord(ch) in _BLANK)
-
-
-def escape(ch: str) -> str:
-    """``<U+200B>``: the code point of an invisible character."""
-    return f"<U+{ord(ch):04X}>"
-
-
-@functools.lru_cache(maxsize=65536)
-def _mark(ch: str, bare: bool) -> str:
-    """Display form of one character; ``bare``: the text has nothing visible, so spaces and
-    combining marks are shown too."""
-    if ch == " ":
-        return "␣" if bare else " "
-    if ch in _MARKS:
-        return _MARKS[ch]
-    if is_invisible(ch) or (bare and unicodedata.category(ch) in ("Mn", "Me")):
-        return escape(ch)
-    return ch
-
-
-def _has_glyph(ch: str) -> bool:
-    return not (ch == " " or is_invisible(ch) or unicodedata.category(ch) in ("Mn", "Me"))
-
-
-def visible(text: str) -> str:
-    """``text`` with every character visible: ``␣`` ``↵`` ``⇥`` ``␍``, other invisible
-    characters as ``<U+XXXX>``."""
-    return "".join(_mark(ch, True) for ch in text)
-
-
-def _shown(body: str) -> str:
-    """Display form of a token body: spaces visible when nothing else is, line breaks, tabs
-    and invisible characters always."""
-    if not body:
-        return "␣"
-    bare = not any(_has_glyph(ch) for ch in body)
-    return "".join(_mark(ch, bare) for ch in body)
-
-
 @functools.cache
 def _byte_translation() -> dict[int, str]:
     """str.translate table: each stand-in → the latin-1 character of its byte; latin-1
@@ -193,84 +143,37 @@ def split_token(token: str, family: str) -> tuple[str, bool, bool]:
     """(display text, word_start, is_byte) for one raw token of the given family."""
     if family == "wordpiece":
         if token.startswith("##") and len(token) > 2:
-            return _shown(token[2:]), False, False
-        return _shown(token), True, False
+            return shown(token[2:]), False, False
+        return shown(token), True, False
     if family == "bytelevel":
         decoded = decode_bytelevel(token)
         if decoded is None:  # stored as plain text
-            return _shown(token), True, False
+            return shown(token), True, False
         text, partial = decoded
         start = text.startswith(" ")
         if text.isspace():  # runs of spaces / newlines: show all of them
             return visible(text), start, False
-        return _shown(text[1:] if start else text), start, partial
+        return shown(text[1:] if start else text), start, partial
     if family == "sentencepiece":
         match = _BYTE_FALLBACK.match(token)
         if match:
             value = int(match.group(1), 16)
             char = chr(value)
-            shown = visible(char) if char in " \n\t\r" else (
+            display = visible(char) if char in " \n\t\r" else (
                 char if 0x21 <= value <= 0x7E else token)
-            return shown, False, True
+            return display, False, True
         start = token.startswith("▁")
         body = token[1:] if start else token
-        return _shown(body.replace("▁", " ")), start, False
-    return _shown(token), True, False
-
-
-def script_of(text: str) -> str:
-    """The writing system of a display string.
-
-    Letters decide: one letter script gives that script (digits and punctuation around it do
-    not count), several give "mixed". Without letters: "digit" if there are digits, else
-    "symbol"; "empty" for an empty string.
-    """
-    if not text:
-        return "empty"
-    text = _BYTE_MARK.sub("", text)  # partial UTF-8 bytes have no script
-    if not text:
-        return "other"
-    text = _ESCAPE.sub("␣", text)  # invisible characters count as symbols
-    found = {_char_script(ch) for ch in text}
-    letters = found - {"digit", "symbol", "skip"}
-    if letters:
-        return letters.pop() if len(letters) == 1 else "mixed"
-    return "digit" if "digit" in found else "symbol"
-
-
-@functools.lru_cache(maxsize=65536)
-def _char_script(ch: str) -> str:
-    cp = ord(ch)
-    if ch.isdigit():
-        return "digit"
-    if 0x3041 <= cp <= 0x309F:
-        return "hiragana"
-    if (0x30A1 <= cp <= 0x30FF and cp != 0x30FB) or 0x31F0 <= cp <= 0x31FF \
-            or 0xFF66 <= cp <= 0xFF9D:
-        return "katakana"
-    if (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0xF900 <= cp <= 0xFAFF
-            or 0x20000 <= cp <= 0x3FFFF or ch in "々〆"):
-        return "kanji"
-    if 0xAC00 <= cp <= 0xD7AF or 0x1100 <= cp <= 0x11FF or 0x3130 <= cp <= 0x318F:
-        return "hangul"
-    cat = unicodedata.category(ch)
-    if cat[0] in "PSZC":
-        return "symbol"
-    if cat[0] == "M":
-        return "skip"  # combining marks follow their base letter
-    name = unicodedata.name(ch, "")
-    for script in ("LATIN", "CYRILLIC", "GREEK", "ARABIC"):
-        if name.startswith(script) or f" {script} " in name:
-            return script.lower()
-    return "other"
+        return shown(body.replace("▁", " ")), start, False
+    return shown(token), True, False
 
 
 def _category(display: str, word_start: bool, is_byte: bool) -> str:
     if is_byte:
         return "byte"
-    if _INVISIBLE_ONLY.match(display):
+    if INVISIBLE_ONLY.match(display):
         return "whitespace"
-    display = _ESCAPE.sub("", display)  # invisible characters beside visible ones
+    display = ESCAPE.sub("", display)  # invisible characters beside visible ones
     stripped = display.replace(",", "").replace(".", "")
     if stripped and all(c.isdigit() for c in stripped):
         return "number"
@@ -396,7 +299,7 @@ def build_table(tokenizer: Any, n_rows: int, listed: list[str] | None = None) ->
         elif is_placeholder(token):
             rows.append((i, token, token, True, "unused"))
         elif i in plain_added:  # added by the user: stored as the text itself
-            display = _shown(plain_added[i].strip() or plain_added[i])
+            display = shown(plain_added[i].strip() or plain_added[i])
             rows.append((i, token, display, True, _category(display, True, False)))
         else:
             display, start, is_byte = split_token(token, family)

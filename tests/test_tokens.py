@@ -11,6 +11,7 @@ from tokenizers import pre_tokenizers
 
 from job import source, tokens
 from job.config import ModelConfig
+from job.text import is_invisible, script_of
 
 
 def table_of(folder: Path) -> tuple[pd.DataFrame, source.Embeddings]:
@@ -80,7 +81,7 @@ def test_wordpiece_display() -> None:
     ("<0x93>に", "hiragana"), ("", "empty"), ("ー", "katakana"), ("・", "symbol"),
 ])
 def test_script_of(text: str, script: str) -> None:
-    assert tokens.script_of(text) == script
+    assert script_of(text) == script
 
 
 @pytest.mark.parametrize(("token", "placeholder"), [
@@ -221,8 +222,8 @@ def test_space_marks_and_word_starts() -> None:
     assert tokens.split_token("▁\u3000", "sentencepiece") == ("<U+3000>", True, False)
     assert tokens.split_token(bytelevel(" a\u00a0b"), "bytelevel") == ("a<U+00A0>b", True,
                                                                          False)
-    assert tokens.script_of("<U+00A0>") == "symbol"
-    assert tokens.script_of("a<U+200B>b") == "latin"
+    assert script_of("<U+00A0>") == "symbol"
+    assert script_of("a<U+200B>b") == "latin"
 
 
 @pytest.mark.parametrize(("token", "placeholder"), [
@@ -271,7 +272,7 @@ def test_real_tokenizer_files_show_every_token_visibly(tmp_path: Path) -> None:
     assert fillers["category"].tolist() == ["unused", "unused", "special"]
     # every display text of the whole vocabulary (all 256 bytes included) can be seen
     assert (table["display"] != "").all()
-    raw = table["display"].map(lambda d: [c for c in d if tokens.is_invisible(c)])
+    raw = table["display"].map(lambda d: [c for c in d if is_invisible(c)])
     assert raw.map(len).sum() == 0, table.loc[raw.map(len) > 0, "token"].tolist()
     assert not table.loc[table["display"].str.fullmatch(r"(<U\+[0-9A-F]+>)+"),
                          "category"].isin(["word", "continuation"]).any()
