@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -24,21 +24,30 @@ EXACT_BELOW = 1.5e12
 MIN_SPEEDUP = 1.5  # int8 products must be at least this much faster to be chosen
 
 
-@dataclass(frozen=True)
-class Route:
-    """How the kNN graph is searched: ``precision`` for job.knn.knn, and why."""
-
-    name: str  # "exact" or "int8"
-    precision: str  # "fp32" or "int8"
-    why: str
-    exact: bool  # the graph holds the exact neighbours (up to float32 ties)
-
-    def record(self) -> dict[str, object]:
-        return asdict(self)
-
-
 EXACT = "exact"
 INT8 = "int8"
+
+
+@dataclass(frozen=True)
+class Route:
+    """How the kNN graph is searched ("exact" or "int8"), and why."""
+
+    name: str
+    why: str
+
+    @property
+    def precision(self) -> str:
+        """What job.knn.knn takes: "fp32" or "int8"."""
+        return "int8" if self.name == INT8 else "fp32"
+
+    @property
+    def exact(self) -> bool:
+        """The graph holds the exact neighbours (up to float32 ties)."""
+        return self.name == EXACT
+
+    def record(self) -> dict[str, object]:
+        return {"name": self.name, "precision": self.precision, "why": self.why,
+                "exact": self.exact}
 
 
 def choose(requested: str, n: int, d: int, on_gpu: bool) -> Route:
@@ -48,19 +57,19 @@ def choose(requested: str, n: int, d: int, on_gpu: bool) -> Route:
     if on_gpu:
         if requested == INT8:
             log.warning("layout.knn = 'int8' is a CPU route; the GPU search is exact")
-        return Route(EXACT, "fp32", "GPU: the exact search takes seconds", True)
+        return Route(EXACT, "GPU: the exact search takes seconds")
     if requested == EXACT:
-        return Route(EXACT, "fp32", "requested (layout.knn = 'exact')", True)
+        return Route(EXACT, "requested (layout.knn = 'exact')")
     if requested == INT8:
-        return Route(INT8, "int8", "requested (layout.knn = 'int8')", False)
+        return Route(INT8, "requested (layout.knn = 'int8')")
     if cost < EXACT_BELOW:
-        return Route(EXACT, "fp32", f"N² · d = {cost:.1e} is below {EXACT_BELOW:.1e}", True)
+        return Route(EXACT, f"N² · d = {cost:.1e} is below {EXACT_BELOW:.1e}")
     speedup = int8_speedup(d)
     if speedup < MIN_SPEEDUP:
-        return Route(EXACT, "fp32", f"N² · d = {cost:.1e}, but int8 products are only "
-                     f"{speedup:.1f}x faster than float32 on this CPU", True)
-    return Route(INT8, "int8", f"N² · d = {cost:.1e} is above {EXACT_BELOW:.1e} and int8 "
-                 f"products are {speedup:.1f}x faster than float32 on this CPU", False)
+        return Route(EXACT, f"N² · d = {cost:.1e}, but int8 products are only "
+                     f"{speedup:.1f}x faster than float32 on this CPU")
+    return Route(INT8, f"N² · d = {cost:.1e} is above {EXACT_BELOW:.1e} and int8 "
+                 f"products are {speedup:.1f}x faster than float32 on this CPU")
 
 
 @functools.cache
