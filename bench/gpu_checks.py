@@ -33,23 +33,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from job import gpu  # noqa: E402
 from job.knn import knn, l2_normalise  # noqa: E402
 from job.quality import knn_preservation  # noqa: E402
 
 
 def cuda() -> tuple[Any, str]:
     """(cupy, GPU name), or (None, why not)."""
-    try:
-        import cupy
-    except ImportError:
-        return None, "cupy is not installed (pip install cupy-cuda12x)"
-    try:
-        if cupy.cuda.runtime.getDeviceCount() == 0:
-            return None, "no CUDA device"
-    except cupy.cuda.runtime.CUDARuntimeError as err:
-        return None, f"no CUDA device ({err})"
-    name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
-    return cupy, name.decode() if isinstance(name, bytes) else str(name)
+    ok, why = gpu.cuda_available()
+    if not ok:
+        return None, why
+    import cupy
+
+    return cupy, why
 
 
 def torch_cuda() -> Any:
