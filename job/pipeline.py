@@ -103,18 +103,20 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         if cfg.metric == "cosine":
             # the input matrix is not needed again, except for a contextual run's vectors
             X = l2_normalise(X, inplace=X is not emb.matrix or occurrences is None)
-    route = neighbours.choose(cfg.knn, X.shape[0], X.shape[1], _on_device(backend))
-    log.info("kNN search: %s (%s)", route.name, route.why)
+    route = None  # sklearn, the post's baseline, searches its own neighbours
+    if backend != "sklearn":
+        route = neighbours.choose(cfg.knn, X.shape[0], X.shape[1], _on_device(backend))
+        log.info("kNN search: %s (%s)", route.name, route.why)
     with stages.stage("knn"):
         graph = (knn(X, reduce.n_neighbors(cfg, X.shape[0]), precision=route.precision)
-                 if backend != "sklearn" else None)
+                 if route else None)
     with stages.stage("layout"):
         layout = reduce.fit(X, cfg, backend, graph)
     with stages.stage("quality"):
         q = config.quality
         score = quality.knn_preservation(X, layout.coords, q.k, q.sample, q.seed,
                                          neighbours=graph[0] if graph is not None else None,
-                                         exact=route.exact)
+                                         exact=route is None or route.exact)
     log.info("kNN preservation at k=%d on %d tokens: %.3f%s", score["k"], score["sample"],
              score["knn_preservation"], f"; the kNN graph holds {score['graph_recall']:.3f} of "
              "the exact neighbours" if "graph_recall" in score else "")
@@ -132,7 +134,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         "vocabulary": vocabulary,
         "selection": selection,
         "backend": {"name": backend, "why": why, "effective_params": layout.params},
-        "knn": route.record() if graph is not None else None,
+        "knn": route.record() if route else None,
         "device": gpu.device_info() if _on_device(backend) else {"kind": "cpu"},
         "quality": score,
     }
