@@ -108,15 +108,12 @@ class TestSklearn(BackendContract):
 
 
 @pytest.mark.gpu
+@pytest.mark.cuml
 class TestCuml(BackendContract):
     backend = "cuml"
     deterministic = True  # cuML >= 26.08 with a seed: the deterministic FFT path (PR #8123)
     required = ("library", "perplexity", "random_state", "n_neighbors", "learning_rate_method",
                 "pre_learning_rate", "post_learning_rate", "init", "method", "gpu")
-
-    @pytest.fixture(autouse=True, scope="class")
-    def _needs_cuml(self) -> None:
-        pytest.importorskip("cuml", reason="cuML is not installed")
 
     @staticmethod
     def device(X: np.ndarray) -> object:
