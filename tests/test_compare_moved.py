@@ -148,3 +148,18 @@ def test_compare_defaults() -> None:
     cfg = from_dict({}).compare
     assert (cfg.k, cfg.sample, cfg.permutations, cfg.alpha, cfg.aligned) == (10, 0, 100, 0.05,
                                                                              False)
+
+
+def test_only_opentsne_starts_from_given_coordinates() -> None:
+    from job import reduce
+    from job.config import LayoutConfig
+
+    x = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    with pytest.raises(reduce.BackendError, match="cuML's TSNE takes no array initialisation"):
+        reduce.fit(x, LayoutConfig(perplexity=5), "sklearn", init=np.zeros((60, 2)))
+    start = np.column_stack([np.arange(60.0), np.zeros(60)])  # a line, far from PCA's start
+    cfg = LayoutConfig(perplexity=5, early_exaggeration_iter=0, n_iter=1)
+    fitted = reduce.fit(x, cfg, "opentsne", init=start)
+    assert fitted.params["initialization"] == "given"
+    # openTSNE keeps the layout centred; one step moves no point far
+    assert np.abs(fitted.coords - (start - start.mean(axis=0))).max() < 5.0
