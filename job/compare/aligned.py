@@ -62,8 +62,6 @@ def start(ref: Run, run: Run) -> tuple[np.ndarray, int]:
     known = first & pd.Series(keys).isin(ref_rows.index).to_numpy()
     init = np.zeros((len(run.table), 2))
     init[known] = ref_rows.loc[keys[known], ["x", "y"]].to_numpy(np.float64)
-    if known.sum() == 0:
-        raise ValueError(f"{run.label} shares no token with {ref.label}")
     others = np.flatnonzero(~known)
     if others.size:
         pool = np.flatnonzero(known)

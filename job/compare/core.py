@@ -106,8 +106,11 @@ def _aligned_maps(runs: list[Run], labels: list[str], tables: dict[tuple[int, in
     maps = [runs[0].table.copy()]
     facts: list[dict[str, Any]] = [{"label": labels[0], "reference": True}]
     for run, label in zip(runs[1:], labels[1:], strict=True):
-        if run.vectors is None:
-            facts.append({"label": label, "error": run.vectors_error or "no vectors"})
+        why = (run.vectors_error or "no vectors") if run.vectors is None else (
+            "" if len(pairs.shared(runs[0], run)) >= 3 else
+            f"shares fewer than 3 tokens with {labels[0]}")
+        if why:
+            facts.append({"label": label, "error": why})
             maps.append(run.table.copy())
             continue
         coords, found = aligned.layout(runs[0], run, out, k=cfg.k)

@@ -35,8 +35,9 @@ def picture(background: np.ndarray, start: np.ndarray, end: np.ndarray, texts: l
     img = Image.new("RGB", (size, size + band), "white")
     draw = ImageDraw.Draw(img)
     allpts = np.vstack([background, start, end])
-    lo = allpts.min(axis=0)
-    span = float((allpts.max(axis=0) - lo).max()) or 1.0
+    low, high = allpts.min(axis=0), allpts.max(axis=0)
+    span = float((high - low).max()) or 1.0
+    lo = (low + high) / 2 - span / 2  # the shorter side centred
     pad = 20
     px = _pixels(background, lo, span, size, pad).astype(int)
     grid = np.zeros((size, size))
