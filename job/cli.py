@@ -130,20 +130,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_config(args: argparse.Namespace, base: config_mod.CompareConfig,
+                    ) -> config_mod.CompareConfig:
+    """``[compare]`` of the config (or the defaults) with the command line's flags applied."""
+    import dataclasses
+
+    given = {"k": args.k, "sample": args.sample, "permutations": args.permutations,
+             "color_by": args.color_by, "aligned": args.aligned,
+             "anchors": args.anchor and list(args.anchor)}
+    given = {key: value for key, value in given.items() if value is not None}
+    merged = {**dataclasses.asdict(base), **given}
+    return config_mod.from_dict({"compare": merged}).compare
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare run directories (given, or the ones a config's models write)."""
     from job import compare
 
     folders = [Path(f) for f in args.run_dirs]
     logs: list[Path | None] = [None] * len(folders)
+    base = config_mod.CompareConfig()
     if args.config:
         cfg = config_mod.with_overrides(config_mod.load(args.config), out=args.runs)
+        base = cfg.compare
         planned = compare.planned(cfg)
         if args.logs:
             logs += [Path(args.logs.format(index=i)) for i in range(len(planned))]
         else:
             logs += [None] * len(planned)
         folders += planned
+    settings = _compare_config(args, base)
     if args.dry_run:
         if not folders:
             raise compare.CompareError("no run directories given; pass them or --config")
@@ -151,9 +167,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(folder)
         print(Path(args.out) if args.out else compare.output_dir(folders))
         return 0
-    result = compare.compare(folders, Path(args.out) if args.out else None,
-                             anchors=args.anchor, k=args.k, sample=args.sample,
-                             color_by=args.color_by, log_files=logs)
+    result = compare.compare(folders, Path(args.out) if args.out else None, settings,
+                             log_files=logs)
     for failed in result["failed"]:
         print(f"vocabmap: not compared: {failed['run_dir']}: {failed['reason']}",
               file=sys.stderr)
@@ -208,11 +223,17 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--runs", help="with --config: the output.dir the runs went to")
     cmp.add_argument("--out", help="output folder (default: compare-<key> next to the runs)")
     cmp.add_argument("--anchor", action="append", help="anchor token for the side-by-side "
-                     "zooms (repeatable; default: the first run's anchor zooms)")
-    cmp.add_argument("--k", type=int, default=10, help="neighbours compared per token")
-    cmp.add_argument("--sample", type=int, default=2000, help="shared tokens sampled as "
-                     "queries for the neighbour overlap")
-    cmp.add_argument("--color-by", default="category", help="token-table column to colour by")
+                     "zooms (repeatable; default: compare.anchors, else the first run's "
+                     "anchor zooms)")
+    cmp.add_argument("--k", type=int, help="neighbours compared per token (compare.k, 10)")
+    cmp.add_argument("--sample", type=int, help="compare a random subset of this many shared "
+                     "tokens (compare.sample; 0 = all, the default)")
+    cmp.add_argument("--permutations", type=int, help="shuffles of the token correspondence "
+                     "for the null (compare.permutations, 100)")
+    cmp.add_argument("--aligned", action=argparse.BooleanOptionalAction, default=None,
+                     help="also lay out the later runs from the first run's map "
+                     "(compare.aligned; openTSNE on the CPU)")
+    cmp.add_argument("--color-by", help="token-table column to colour by (compare.color_by)")
     cmp.add_argument("--logs", help="with --config: log file of model INDEX, as a pattern "
                      "with {index}, to quote a failed model's error")
     cmp.add_argument("--dry-run", action="store_true", help="print the run directories and "

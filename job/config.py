@@ -136,6 +136,29 @@ class RenderConfig:
 
 
 @dataclass(frozen=True)
+class CompareConfig:
+    """``compare``: how several maps are measured against each other and drawn.
+
+    Agreement is the mutual k-NN overlap (Huh et al. 2024) over the shared tokens, calibrated
+    against a permutation null of the token correspondence (Gröger, Wen & Brbić 2026).
+    """
+
+    k: int = 10  # neighbours compared per token
+    # 0 = every shared token; N = a fixed random subset of N shared tokens (neighbours are
+    # then searched among the subset), for very large vocabularies
+    sample: int = 0
+    permutations: int = 100  # permutations of the token correspondence for the null
+    alpha: float = 0.05  # the calibrated score is 0 up to the null's (1 - alpha) quantile
+    seed: int = 0
+    listed: int = 15  # most changed / most stable tokens listed per pair, labelled when moved
+    color_by: str = "category"
+    anchors: tuple[str, ...] = ()  # () = the first run's anchor zooms, else 1990 Japan king 日本
+    # true: lay out the second and later models again, starting from the first model's map
+    # (openTSNE, on the CPU), so the same token lands in comparable places
+    aligned: bool = False
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     dir: str = "runs"
 
@@ -148,6 +171,7 @@ class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     contextual: ContextualConfig = field(default_factory=ContextualConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     @property
@@ -173,6 +197,11 @@ _CHECKS: dict[str, Any] = {
     "contextual.max_length": lambda v: 2 <= v <= 100_000 or "must be between 2 and 100000",
     "contextual.max_texts": lambda v: v >= 0 or "must be >= 0 (0 = all)",
     "quality.sample": lambda v: v > 0 or "must be > 0",
+    "compare.k": lambda v: v > 0 or "must be > 0",
+    "compare.sample": lambda v: v == 0 or v >= 3 or "must be 0 (every shared token) or >= 3",
+    "compare.permutations": lambda v: 1 <= v <= 100_000 or "must be between 1 and 100000",
+    "compare.alpha": lambda v: 0 < v < 1 or "must be between 0 and 1 (exclusive)",
+    "compare.listed": lambda v: 0 <= v <= 1000 or "must be between 0 and 1000",
     "render.width": lambda v: 64 <= v <= 20000 or "must be between 64 and 20000",
     "render.height": lambda v: 64 <= v <= 20000 or "must be between 64 and 20000",
     "render.zoom_width": lambda v: 64 <= v <= 20000 or "must be between 64 and 20000",

@@ -13,7 +13,7 @@ from PIL import Image
 from scipy.spatial import procrustes as scipy_procrustes
 
 from job import cli, pipeline
-from job.compare import metrics
+from job.compare import agreement, metrics
 from job.compare.runs import token_keys
 from job.config import load
 
@@ -94,15 +94,48 @@ def test_procrustes_matches_scipy_and_undoes_a_similarity() -> None:
         scipy_procrustes(ref, noisy)[2], rel=1e-9)
 
 
-def test_neighbour_overlap_is_one_for_the_same_space_and_near_chance_for_noise() -> None:
+def test_agreement_of_a_space_with_itself_calibrates_to_one() -> None:
     rng = np.random.default_rng(1)
     a = rng.normal(size=(400, 16)).astype(np.float32)
-    same = metrics.neighbour_overlap(a, a * 3.0, k=10, sample=100)
-    assert same is not None and same["overlap"] == 1.0 and same["sample"] == 100
-    other = metrics.neighbour_overlap(a, rng.normal(size=(400, 16)), k=10, sample=400)
-    assert other is not None and other["overlap"] < 0.1
-    assert other["chance"] == pytest.approx(10 / 399, abs=1e-4)
-    assert metrics.neighbour_overlap(a[:8], a[:8], k=10) is None
+    na, nb = agreement.neighbour_lists(a, 10), agreement.neighbour_lists(a * 3.0, 10)
+    tokens, (uniform,) = agreement.agreement(na, nb, permutations=50, alpha=0.05, seed=0)
+    assert (tokens == 1.0).all()
+    assert uniform.observed == 1.0 and uniform.calibrated == 1.0
+    assert uniform.p_value == pytest.approx(1 / 51)
+    # a shuffle leaves a random k-subset: the null's mean is k / (n - 1) exactly on average
+    assert uniform.null_mean == pytest.approx(10 / 399, rel=0.1)
+    assert 0 < uniform.null_std < 0.01
+
+
+def test_unrelated_spaces_calibrate_to_zero() -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(2, 400, 16))
+    na, nb = agreement.neighbour_lists(a, 10), agreement.neighbour_lists(b, 10)
+    _, (uniform,) = agreement.agreement(na, nb, permutations=100, alpha=0.05, seed=0)
+    assert uniform.observed < 0.06 and uniform.calibrated == 0.0 and uniform.p_value > 0.05
+
+
+def test_shared_categories_alone_beat_the_uniform_null_not_the_category_null() -> None:
+    """Two spaces that agree only on which category a token is in (same cluster centres,
+    independent positions inside): the raw agreement is 4 times chance and the uniform null
+    calls it significant; shuffling within categories shows there is nothing beyond that."""
+    rng = np.random.default_rng(3)
+    blocks = np.repeat(np.arange(4), 100)
+    centres = rng.normal(scale=10.0, size=(4, 16))
+    a = centres[blocks] + rng.normal(size=(400, 16))
+    b = centres[blocks] + rng.normal(size=(400, 16))
+    na, nb = agreement.neighbour_lists(a, 10), agreement.neighbour_lists(b, 10)
+    _, (uniform, within) = agreement.agreement(na, nb, 100, 0.05, 0, blocks)
+    assert uniform.observed > 3 * uniform.null_mean and uniform.calibrated > 0.05
+    assert within.null == "category" and within.null_mean > 3 * uniform.null_mean
+    assert within.calibrated == 0.0 and within.p_value > 0.05
+
+
+def test_neighbour_lists_of_a_map_leave_out_the_token_even_on_duplicates() -> None:
+    pts = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [5.0, 5.0], [5.0, 6.0]])
+    lists = agreement.neighbour_lists(pts, 2)
+    assert all(i not in row for i, row in enumerate(lists))
+    assert set(lists[0]) == {1, 2} and set(lists[1]) == {0, 2}
 
 
 @pytest.fixture(scope="module")
@@ -143,10 +176,18 @@ def test_compare_same_model_two_layouts(two_runs: tuple[Path, ...], tmp_path: Pa
     table = pd.read_parquet(two_runs[0] / "layout.parquet")
     matchable = (~table["category"].astype(str).isin(["special", "byte"])).sum()
     assert pair["shared"] == matchable and pair["share_a"] == 1.0
-    # same vectors: identical neighbours in the original space; the two maps differ
-    assert pair["knn_original"]["overlap"] == 1.0
-    assert pair["knn_map"]["chance"] < pair["knn_map"]["overlap"] < 1.0
+    # same vectors: identical neighbours in the original space, calibrated to 1; the two maps
+    # differ a little
+    original, within = pair["original"]
+    assert original["observed"] == original["calibrated"] == 1.0 and within["null"] == "category"
+    assert original["null_mean"] == pytest.approx(10 / (pair["shared"] - 1), rel=0.1)
+    assert original["p_value"] == pytest.approx(1 / 101, abs=1e-4)
+    on_map = pair["map"][0]
+    assert on_map["null_mean"] < on_map["calibrated"] <= on_map["observed"] < 1.0
     assert 0.0 < pair["procrustes_disparity"] < 0.1  # a rotated, scaled, jittered copy
+    tokens = pd.read_parquet(out / pair["table"])
+    assert len(tokens) == pair["shared"] and (tokens["agreement"] == 1.0).all()
+    assert len(pair["stable"]) == 15 and pair["stable"][0]["a"] == pair["stable"][0]["b"]
     assert result["runs"][1]["disparity_to_first"] == pair["procrustes_disparity"]
     # anchors: found (also via case: "Tokyo" -> "tokyo"), or drawn as missing
     nearest = {a["anchor"]: a["nearest"] for a in result["anchors"]}
@@ -154,6 +195,7 @@ def test_compare_same_model_two_layouts(two_runs: tuple[Path, ...], tmp_path: Pa
     assert nearest["Tokyo"]["tiny-bert-again"] and nearest["nosuchtoken"]["tiny-bert"] == []
     md = (out / "compare.md").read_text()
     assert "| tiny-bert | tiny-bert-again | " in md and "broken-000000000000" in md
+    assert "## Agreement in the original spaces" in md and "Most stable tokens" in md
     assert "<table>" in (out / "compare.html").read_text()
     grid = Image.open(out / "grid.png")
     assert grid.width > 2 * 600  # two panels side by side

@@ -183,6 +183,7 @@ def test_compare_static_against_contextual(bert_dir: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture) -> None:
     """Input and contextual maps of one model: tokens matched by exact id, vectors stored."""
     from job.compare import compare
+    from job.config import CompareConfig
 
     config = tmp_path / "both.toml"
     config.write_text(textwrap.dedent(f"""
@@ -212,13 +213,13 @@ def test_compare_static_against_contextual(bert_dir: Path, tmp_path: Path,
     stored = np.load(ctx / "vectors.npy")
     assert stored.dtype == np.float16 and stored.shape == (len(pd.read_parquet(
         ctx / "layout.parquet")), 32)
-    result = compare([static, ctx], out=tmp_path / "cmp", anchors=["king"])
+    result = compare([static, ctx], out=tmp_path / "cmp", cfg=CompareConfig(anchors=("king",)))
     assert result["matched_by"] == "token_id"
     pair = result["pairs"][0]
     mapped = pd.read_parquet(ctx / "layout.parquet")
     # every contextual token is in the input map too; specials are never matched
     assert pair["shared"] == int((mapped["category"] != "special").sum()) > 10
-    assert pair["knn_original"] is not None and 0 <= pair["knn_original"]["overlap"] <= 1
-    assert pair["knn_map"] is not None and pair["procrustes_disparity"] is not None
+    assert pair["original"] is not None and 0 <= pair["original"][0]["observed"] <= 1
+    assert pair["map"] is not None and pair["procrustes_disparity"] is not None
     report = (tmp_path / "cmp" / "compare.md").read_text()
     assert report.count("tiny-bert") >= 2 and "the same token id" in report

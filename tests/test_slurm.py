@@ -63,6 +63,8 @@ height = 300
 zoom_width = 300
 zoom_height = 300
 auto_zooms = 1
+[compare]
+aligned = true
 [output]
 dir = "{work}/runs"
 """
@@ -165,10 +167,14 @@ def test_array_maps_each_model_and_compares_after(array_run: dict, cluster: dict
     assert Path(failed["run_dir"]).name.startswith("broken-")
     assert "does not exist" in failed["reason"]  # quoted from the task's log
     (pair,) = result["pairs"]
-    assert pair["shared"] > 100 and pair["knn_original"] and pair["knn_map"]
+    assert pair["shared"] > 100 and pair["original"] and pair["map"]
+    # the aligned layout ran in the CPU comparison job, after the map jobs
+    aligned = result["aligned"][1]
+    assert aligned["tokens"] > 100 and aligned["knn_preservation_aligned"] > 0
     md = (out / "compare.md").read_text()
     assert "| all-MiniLM-L6-v2 | tiny-bert |" in md and "broken-" in md
-    for name in ("compare.html", "grid.png", "anchor_1.png"):
+    for name in ("compare.html", "grid.png", "anchor_1.png", "aligned_grid.png", "moved_1.png",
+                 "tokens_1.parquet"):
         assert (out / name).stat().st_size > 0
     # each task wrote only its own run directory, completely, with no temporary files; the
     # failed task left none

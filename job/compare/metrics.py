@@ -1,8 +1,6 @@
-"""Pairwise measures between two maps on the tokens they share.
+"""Procrustes between two maps on the tokens they share (neighbour agreement is in
+``agreement.py``).
 
-* neighbour overlap: for a sample of shared tokens, the share of each token's k nearest
-  shared tokens that the two models agree on — once in the original embedding spaces, once
-  on the maps (chance level is about k / (shared - 1));
 * Procrustes: the best similarity transform (shift, rotation/reflection, uniform scale) of
   one map onto the other on the shared tokens, and the disparity left over: both maps
   centred and scaled to unit Frobenius norm, disparity = 1 - (sum of singular values)^2,
@@ -14,9 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from job.knn import knn
-from job.quality import sample_ids
 
 
 @dataclass(frozen=True)
@@ -56,23 +51,3 @@ def procrustes(ref: np.ndarray, moving: np.ndarray) -> Alignment:
     scale = float(s.sum())
     return Alignment(mean_moving, mean_ref, norm_moving, norm_ref, u @ vt, scale,
                      disparity=float(max(0.0, 1.0 - scale**2)))
-
-
-def neighbour_overlap(a: np.ndarray, b: np.ndarray, k: int = 10, sample: int = 2000,
-                      seed: int = 0) -> dict[str, float | int] | None:
-    """Mean share of k nearest neighbours (within the rows given) that ``a`` and ``b`` agree
-    on, over a fixed sample of rows; rows of ``a`` and ``b`` are the same tokens.
-
-    None when there are too few rows for k neighbours.
-    """
-    n = a.shape[0]
-    if n <= k + 1:
-        return None
-    ids = sample_ids(n, sample, seed)
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    b = np.ascontiguousarray(b, dtype=np.float32)
-    na, _ = knn(a, k, queries=a[ids], query_ids=ids)
-    nb, _ = knn(b, k, queries=b[ids], query_ids=ids)
-    hits = (na[:, :, None] == nb[:, None, :]).any(axis=2).sum(axis=1)
-    return {"overlap": round(float(hits.mean()) / k, 4), "k": k, "sample": int(len(ids)),
-            "chance": round(k / (n - 1), 4)}

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,18 @@ class CompareError(VocabmapError, ValueError):
     """The comparison cannot run as asked; the message says why and what to do."""
 
 
+@dataclass(frozen=True)
+class Vectors:
+    """Original embedding rows of a run (row-normalised for the cosine metric)."""
+
+    matrix: np.ndarray  # float32; every layout row when ``full``, else the kept keys' rows
+    rows: pd.Series  # key -> row of ``matrix`` (a key's first layout row)
+    full: bool = False  # rows of ``matrix`` are the layout's rows, in order
+
+    def take(self, keys: list[str]) -> np.ndarray:
+        return self.matrix[self.rows.loc[keys].to_numpy()]
+
+
 @dataclass
 class Run:
     """One finished run directory."""
@@ -41,7 +53,7 @@ class Run:
     folder: Path
     manifest: dict[str, Any]
     table: pd.DataFrame  # the layout, plus ``key`` for shared-token matching
-    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # key -> original row
+    vectors: Vectors | None = None
     vectors_error: str = ""
 
     @property
@@ -124,8 +136,9 @@ def output_dir(folders: list[Path]) -> Path:
     return Path(folders[0]).parent / f"compare-{key}"
 
 
-def load_vectors(run: Run, keys: set[str]) -> None:
-    """The original embedding rows of ``keys`` (row-normalised for the cosine metric).
+def load_vectors(run: Run, keys: set[str], full: bool = False) -> None:
+    """The original embedding rows of ``keys`` (row-normalised for the cosine metric), or,
+    with ``full``, of every layout row (what an aligned layout of the run needs).
 
     The matrix is read again from the model folder recorded in the manifest (the
     safetensors path reads only the embedding tensor); only the needed rows are kept.
@@ -134,7 +147,7 @@ def load_vectors(run: Run, keys: set[str]) -> None:
 
     model = run.manifest.get("model", {})
     if model.get("embeddings", "input") == "contextual":
-        _load_stored_vectors(run, keys)
+        _load_stored_vectors(run, keys, full)
         return
     path = model.get("path", "")
     try:
@@ -149,10 +162,10 @@ def load_vectors(run: Run, keys: set[str]) -> None:
                              f"{expected}; the model files changed since the run")
         log.warning("%s: %s", run.label, run.vectors_error)
         return
-    _keep(run, keys, lambda rows: emb.matrix[rows["token_id"].to_numpy()])
+    _keep(run, keys, lambda rows: emb.matrix[rows["token_id"].to_numpy()], full)
 
 
-def _load_stored_vectors(run: Run, keys: set[str]) -> None:
+def _load_stored_vectors(run: Run, keys: set[str], full: bool) -> None:
     """A contextual run's vectors, stored beside its layout (rows as in the layout)."""
     path = run.folder / rundir.VECTORS
     if not path.is_file():
@@ -162,20 +175,28 @@ def _load_stored_vectors(run: Run, keys: set[str]) -> None:
     if stored.shape[0] != len(run.table):
         run.vectors_error = f"{path} has {stored.shape[0]} rows, the layout {len(run.table)}"
         return
-    _keep(run, keys, lambda rows: stored[rows.index.to_numpy()])
+    _keep(run, keys, lambda rows: stored[rows.index.to_numpy()], full)
 
 
-def _keep(run: Run, keys: set[str], take: Callable[[pd.DataFrame], np.ndarray]) -> None:
-    """Store in ``run.vectors`` the rows ``take`` gives for ``keys`` (normalised for cosine).
+def _keep(run: Run, keys: set[str], take: Callable[[pd.DataFrame], np.ndarray],
+          full: bool = False) -> None:
+    """Store in ``run.vectors`` the rows ``take`` gives for ``keys`` (normalised for cosine),
+    or for every layout row with ``full``.
 
     ``take`` receives the layout rows to keep, indexed by their position in the layout.
     """
-    rows = run.table.reset_index(drop=True).dropna(subset=["key"]).drop_duplicates("key")
-    rows = rows[rows["key"].isin(keys)]
-    matrix = np.ascontiguousarray(take(rows), dtype=np.float32)
+    table = run.table.reset_index(drop=True)
+    first = table.dropna(subset=["key"]).drop_duplicates("key")
+    if full:
+        picked = table
+        rows = pd.Series(first.index.to_numpy(), index=first["key"].to_numpy())
+    else:
+        picked = first[first["key"].isin(keys)]
+        rows = pd.Series(np.arange(len(picked)), index=picked["key"].to_numpy())
+    matrix = np.ascontiguousarray(take(picked), dtype=np.float32)
     if run.metric == "cosine":
         matrix = l2_normalise(matrix)
-    run.vectors = dict(zip(rows["key"], matrix, strict=True))
+    run.vectors = Vectors(matrix, rows, full)
 
 
 def same_model(runs: list[Run]) -> bool:

@@ -105,10 +105,18 @@ def choose(name: str) -> tuple[str, str]:
 
 
 def fit(X: Any, cfg: LayoutConfig, backend: str, knn_graph: tuple[Any, Any] | None = None,
-        ) -> Layout:
-    """Lay out the rows of ``X`` in 2-D with the named (already chosen) backend."""
+        init: np.ndarray | None = None) -> Layout:
+    """Lay out the rows of ``X`` in 2-D with the named (already chosen) backend; ``init``
+    (n × 2) starts the layout from given coordinates (openTSNE only: cuML's TSNE takes no
+    array initialisation)."""
     module = importlib.import_module(f"job.reduce.{backend}")
-    layout = module.fit(X, cfg, knn_graph)
+    if init is None:
+        layout = module.fit(X, cfg, knn_graph)
+    elif backend == "opentsne":
+        layout = module.fit(X, cfg, knn_graph, init=init)
+    else:
+        raise BackendError(f"backend {backend} cannot start from given coordinates; only "
+                           "opentsne can (cuML's TSNE takes no array initialisation)")
     coords = np.asarray(layout.coords, dtype=np.float32)
     if coords.shape != (X.shape[0], 2) or not np.isfinite(coords).all():
         raise BackendError(f"backend {backend} returned a bad layout {coords.shape}")

@@ -25,7 +25,10 @@ MAX_STEP_NORM = 5.0  # openTSNE's default: no point moves more than this in one 
 FFT_FROM = 10_000  # openTSNE's own rule: Barnes-Hut below this many points, FFT from it
 
 
-def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None) -> Layout:
+def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None,
+        init: np.ndarray | None = None) -> Layout:
+    """Lay out ``X``; ``init`` (n × 2), e.g. another map's coordinates, replaces the PCA
+    initialisation and is used at the scale given (the caller picks it)."""
     import openTSNE
     from openTSNE import TSNEEmbedding, affinity, initialization
     from openTSNE.nearest_neighbors import PrecomputedNeighbors
@@ -43,10 +46,13 @@ def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None) -> Layout:
     aff = affinity.PerplexityBasedNN(
         perplexity=min(cfg.perplexity, (n - 1) / 3), knn_index=PrecomputedNeighbors(idx, dist),
         n_jobs=jobs, random_state=cfg.seed, verbose=False)
-    init = initialization.pca(X, random_state=cfg.seed)  # scaled to std 1e-4
+    if init is None:
+        start = initialization.pca(X, random_state=cfg.seed)  # scaled to std 1e-4
+    else:
+        start = np.ascontiguousarray(init, dtype=np.float64)
     # FFT's cost has a fixed grid part that dominates small inputs; Barnes-Hut is faster there.
     method = "fft" if n >= FFT_FROM else "bh"
-    embedding = TSNEEmbedding(init, aff, negative_gradient_method=method, n_jobs=jobs,
+    embedding = TSNEEmbedding(start, aff, negative_gradient_method=method, n_jobs=jobs,
                               random_state=cfg.seed, verbose=False)
     lr_early = learning_rate(cfg, n, exaggeration=cfg.early_exaggeration)
     lr_late = learning_rate(cfg, n)
@@ -64,7 +70,8 @@ def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None) -> Layout:
         bar.update(total - bar.n)  # phases whose length is not a multiple of 10
     params = {
         "library": "openTSNE", "version": openTSNE.__version__,
-        "negative_gradient_method": method, "initialization": "pca (std 1e-4)",
+        "negative_gradient_method": method,
+        "initialization": "pca (std 1e-4)" if init is None else "given",
         "perplexity": aff.perplexity, "n_neighbors": int(idx.shape[1]),
         "knn": "precomputed exact (shared graph)", "metric_space": cfg.metric,
         "early_exaggeration": cfg.early_exaggeration,

@@ -1,0 +1,165 @@
+"""`compare` on a model and a copy with some rows swapped: what moved tops the list, the
+aligned maps keep their neighbourhoods, and `[compare]` settings come from the config."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from job import cli
+from job.config import ConfigError, from_dict
+
+PLANTED = ["king", "queen", "monday", "tokyo", "river", "house", "walking", "victory"]
+
+TOML = """
+[[models]]
+id = "{original}"
+name = "tiny"
+[[models]]
+id = "{planted}"
+name = "tiny-planted"
+[layout]
+perplexity = 5
+early_exaggeration_iter = 50
+n_iter = 100
+[quality]
+sample = 200
+[render]
+width = 200
+height = 200
+zoom_width = 200
+zoom_height = 200
+auto_zooms = 0
+html = false
+[compare]
+listed = 8
+permutations = 50
+aligned = true
+anchors = ["king"]
+[output]
+dir = "{out}"
+"""
+
+
+def planted_copy(source: Path, folder: Path) -> Path:
+    """A copy of ``source`` whose embedding rows of :data:`PLANTED` are rotated by one
+    (king gets queen's vector, ...): those tokens, and only they, change neighbourhoods."""
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(source, folder)
+    vocab = (folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    ids = [vocab.index(t) for t in PLANTED]
+    weights = load_file(folder / "model.safetensors")
+    name = "embeddings.word_embeddings.weight"
+    matrix = weights[name].copy()
+    matrix[ids] = matrix[np.roll(ids, -1)]
+    weights[name] = matrix
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path) -> Path:
+    """Both models mapped; returns the config."""
+    root = tmp_path_factory.mktemp("planted")
+    planted = planted_copy(bert_dir, root / "tiny-planted")
+    path = root / "planted.toml"
+    path.write_text(TOML.format(original=bert_dir, planted=planted, out=root / "runs"))
+    assert cli.main(["run", str(path)]) == 0
+    return path
+
+
+def test_planted_rows_top_the_most_changed(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "--config", str(config), "--out", str(out)]) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert result["config"]["permutations"] == 50 and result["config"]["aligned"] is True
+    (pair,) = result["pairs"]
+    tokens = pd.read_parquet(out / pair["table"])
+    changed = [t["token"] for t in pair["changed"]]
+    assert sorted(changed) == sorted(PLANTED)  # exactly the planted tokens, first
+    planted = tokens[tokens["display"].isin(PLANTED)]
+    assert planted["agreement"].max() < tokens[~tokens["display"].isin(PLANTED)][
+        "agreement"].min()
+    king = next(t for t in pair["changed"] if t["token"] == "king")
+    assert king["a"] != king["b"]  # its neighbours in each model, side by side
+    # most neighbourhoods are untouched: far above the null, but not identical
+    original = pair["original"][0]
+    assert 0.5 < original["calibrated"] < 1.0 and original["p_value"] < 0.05
+    assert set(tokens.columns) >= {"key", "display", "agreement", "agreement_wide",
+                                   "agreement_map", "neighbours_a", "neighbours_b", "moved"}
+    md = (out / "compare.md").read_text()
+    assert "Most changed tokens: tiny vs tiny-planted" in md and "| king | 0." in md
+
+
+def test_aligned_maps_keep_neighbourhoods_and_are_reused(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "--config", str(config), "--out", str(out)]) == 0
+    first = json.loads((out / "compare.json").read_text())
+    ref, facts = first["aligned"]
+    assert ref["reference"] and not facts["reused"]
+    assert facts["started_from_reference"] == facts["tokens"] - 5  # all but the specials
+    loss = facts["knn_preservation_independent"] - facts["knn_preservation_aligned"]
+    assert loss < 0.1
+    independent = first["runs"][1]["disparity_to_first"]
+    assert facts["disparity_to_first"] < independent  # positions now comparable
+    assert {m["token"] for m in facts["most_moved"]} & set(PLANTED)
+    stored = pd.read_parquet(next((out / "aligned").glob("*.parquet")))
+    assert len(stored) == facts["tokens"] and np.isfinite(stored[["x", "y"]]).all().all()
+    moved = np.asarray(Image.open(out / "moved_1.png").convert("RGB")).astype(int)
+    red = (moved[:, :, 0] > 150) & (moved[:, :, 1] < 90) & (moved[:, :, 2] < 90)
+    assert red.sum() > 8 * 20  # one arrow per listed token
+    assert (out / "aligned_grid.png").is_file()
+    assert cli.main(["compare", "--config", str(config), "--out", str(out)]) == 0
+    again = json.loads((out / "compare.json").read_text())
+    assert again["aligned"][1]["reused"]
+    assert again["aligned"][1]["knn_preservation_aligned"] == facts["knn_preservation_aligned"]
+
+
+def test_command_line_flags_override_the_compare_section(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "--config", str(config), "--out", str(out), "--permutations",
+                     "20", "--no-aligned", "--k", "5"]) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert (result["config"]["permutations"], result["config"]["aligned"], result["k"]) == (
+        20, False, 5)
+    assert result["aligned"] == [] and not (out / "aligned").exists()
+    assert result["pairs"][0]["original"][0]["permutations"] == 20
+
+
+@pytest.mark.parametrize(("section", "needle"), [
+    ({"k": 0}, "compare.k = 0 is not allowed"),
+    ({"alpha": 1.5}, "compare.alpha = 1.5 is not allowed"),
+    ({"aligned": "yes"}, "compare.aligned = 'yes' is not allowed"),
+    ({"permutaions": 10}, "unknown key 'compare.permutaions'"),
+])
+def test_compare_section_is_validated(section: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        from_dict({"compare": section})
+
+
+def test_compare_defaults() -> None:
+    cfg = from_dict({}).compare
+    assert (cfg.k, cfg.sample, cfg.permutations, cfg.alpha, cfg.aligned) == (10, 0, 100, 0.05,
+                                                                             False)
+
+
+def test_only_opentsne_starts_from_given_coordinates() -> None:
+    from job import reduce
+    from job.config import LayoutConfig
+
+    x = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    with pytest.raises(reduce.BackendError, match="cuML's TSNE takes no array initialisation"):
+        reduce.fit(x, LayoutConfig(perplexity=5), "sklearn", init=np.zeros((60, 2)))
+    start = np.column_stack([np.arange(60.0), np.zeros(60)])  # a line, far from PCA's start
+    cfg = LayoutConfig(perplexity=5, early_exaggeration_iter=0, n_iter=1)
+    fitted = reduce.fit(x, cfg, "opentsne", init=start)
+    assert fitted.params["initialization"] == "given"
+    # openTSNE keeps the layout centred; one step moves no point far
+    assert np.abs(fitted.coords - (start - start.mean(axis=0))).max() < 5.0
