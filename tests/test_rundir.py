@@ -416,8 +416,10 @@ def test_zoom_counts_agree_in_title_log_and_manifest(fast_config: Path,
     manifest = json.loads((folder_of(fast_config) / "manifest.json").read_text())
     zooms = manifest["rendered"]["zooms"]
     assert len(zooms) == 3
-    for z in zooms:
-        assert z["title"] == f"{z['name']}: {z['points']:,} tokens, {z['labels']} labelled"
+    label, n = manifest["model"]["label"], manifest["selection"]["selected"]
+    for z in zooms:  # the title names the model and its token count, then the zoom's
+        assert z["title"] == (f"{label}: {n:,} tokens · {z['name']}: {z['points']:,} shown, "
+                              f"{z['labels']} labelled")
         logged = re.search(rf"zoom {re.escape(z['name'])} \(.*?\): (\d+) tokens, (\d+) labels",
                            caplog.text)
         assert logged and (int(logged[1]), int(logged[2])) == (z["points"], z["labels"])
