@@ -60,31 +60,39 @@ def from_graph(X: Any, graph: tuple[Any, Any] | None, k: int, metric: str, exact
     """Top-``k`` neighbour rows (positions in ``X``) and cosine similarities per row of ``X``
     (the layout's matrix: unit rows for ``metric = "cosine"``), from the layout's kNN
     ``graph`` (indices, distances); with ``graph=None``, or fewer than ``k`` columns in it,
-    an exact search. Returns (indices, similarities, how they were found)."""
+    an exact search. Returns (indices, similarities, how they were found).
+
+    The candidates are ranked again by the metric in float32: every column of an
+    approximate graph; of an exact one the first ``k`` plus one per all-zero row (a zero
+    row, such as an untrained padding token, sits at distance 1 from every unit row, so
+    an exact euclidean graph of unit rows lists it ahead of neighbours with a cosine
+    below 0.5; by cosine it has similarity 0)."""
     xp = array_module(X)
     n = X.shape[0]
     k = min(k, n - 1)
+    zeros = int((_host((X * X).sum(axis=1)) == 0).sum())
     if graph is None or graph[0].shape[1] < k:
-        idx, _ = knn(X, k)
+        graph = knn(X, min(k + zeros, n - 1))
         how = {"source": "exact search (the layout had no kNN graph of k columns)",
                "exact": True}
+        exact = True
     else:
-        idx = graph[0][:, :k] if exact else graph[0]
         how = {"source": f"the layout's kNN graph ({graph[0].shape[1]} neighbours per token)",
                "exact": exact}
-        if not exact:
-            how["reranked"] = "the graph's candidates re-ranked with float32 products"
+    width = graph[0].shape[1] if not exact else min(graph[0].shape[1], k + zeros)
+    idx = graph[0][:, :width]
     dots, sq = _pair_products(X, xp.asarray(idx))
     idx = _host(idx)
     norms = np.sqrt(sq)
-    cos = dots / np.maximum(norms[:, None] * norms[idx], 1e-12)
-    if not exact and graph is not None and graph[0].shape[1] >= k:
-        # distance of the layout's metric, in float32, over every candidate
-        d2 = (2 - 2 * dots) if metric == "cosine" else sq[:, None] + sq[idx] - 2 * dots
-        order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    cos = np.clip(dots / np.maximum(norms[:, None] * norms[idx], 1e-12), -1, 1)
+    if width > k or not exact:  # rank the candidates by the metric, in float32
+        if not exact:
+            how["reranked"] = f"{width} candidates re-ranked with float32 products"
+        key = -cos if metric == "cosine" else sq[:, None] + sq[idx] - 2 * dots
+        order = np.argsort(key, axis=1, kind="stable")[:, :k]
         idx = np.take_along_axis(idx, order, axis=1)
         cos = np.take_along_axis(cos, order, axis=1)
-    return idx.astype(np.int64), np.clip(cos, -1, 1).astype(np.float32), how
+    return idx.astype(np.int64), cos.astype(np.float32), how
 
 
 def map_neighbours(coords: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -162,12 +170,23 @@ def find_token(layout: pd.DataFrame, text: str) -> int:
         hits = np.flatnonzero(layout["token_id"].to_numpy() == int(text))
         if len(hits):
             return int(hits[0])
-    lower = text.casefold()
-    close = [d for d in layout["display"].astype(str) if d.casefold().startswith(lower)][:5]
-    hint = (f"; tokens starting so: {', '.join(close)}" if close else
-            "; it may be outside the run's token selection")
     raise NeighbourError(f"no token {text!r} in this run (matched on display text, raw token "
-                         f"and token id){hint}")
+                         f"and token id); {_hint(layout, text)}")
+
+
+def _hint(layout: pd.DataFrame, text: str) -> str:
+    """Tokens close to ``text``: same letters in another case, else those that start with
+    it, else the longest that it starts with."""
+    texts = layout["display"].astype(str).drop_duplicates()
+    folded, want = texts.str.casefold(), text.casefold()
+    for hits in (texts[folded == want], texts[folded.str.startswith(want)]):
+        if len(hits):
+            return "did you mean: " + ", ".join(hits.head(5))
+    heads = texts[[want.startswith(t) and len(t) > 0 for t in folded]]
+    if len(heads):
+        return "did you mean: " + ", ".join(heads.loc[heads.str.len().sort_values(
+            ascending=False).index].head(5))
+    return "it may be outside the run's token selection, or not in the model's vocabulary"
 
 
 def listing(folder: Path, text: str, k: int | None = None) -> pd.DataFrame:
