@@ -5,6 +5,7 @@ outside the file."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 from pathlib import Path
@@ -254,3 +255,69 @@ def test_colour_switch_recolours(tmp_path: Path) -> None:
     assert f"latin ({n_latin:,})" in legend and f"kanji ({len(table) - n_latin:,})" in legend
     assert len(mapper) == 2 and colour_share(script, mapper[0]) > 0.001
     assert levels == 256 and "no value: 1" in bar
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded default mapped as `make run` does (about 40 s)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path_factory.mktemp("runs")
+    proc = subprocess.run([sys.executable, "-m", "job", "run", str(root / "configs/default.toml"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=1200,
+                          cwd=root, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("token", ["東", "##ing"])
+def test_default_map_lists_true_neighbours(default_run: Path, token: str) -> None:
+    """map.html#token=… opens with the token selected and lists its nearest neighbours in
+    the model's own space: those of neighbours.parquet, and those a brute-force cosine
+    search over the embedding matrix finds; clicking one moves the selection and the URL."""
+    from urllib.parse import quote
+
+    from job import config as config_mod
+    from job import source
+    from job.knn import l2_normalise
+
+    layout = pd.read_parquet(default_run / "layout.parquet")
+    row = nearest.find_token(layout, token)
+    tid = int(layout["token_id"].iloc[row])
+    stored = nearest.read(default_run)
+    stored = stored[stored["token_id"] == tid]
+    cfg = config_mod.load(Path(__file__).resolve().parent.parent / "configs/default.toml")
+    X = l2_normalise(source.load(cfg.models[0]).matrix[layout["token_id"].to_numpy()])
+    cos = X @ X[row]
+    cos[row] = -np.inf
+    brute = np.argsort(-cos, kind="stable")[:10]
+
+    async def panel(s: chromium.Session) -> object:
+        await s.wait_for("document.querySelectorAll('#neighbours li').length === 10", 10)
+        return await s.evaluate("[...document.querySelectorAll('#neighbours li')].map(l => "
+                                "[Number(l.dataset.id), Number(l.dataset.sim), l.dataset.map])")
+
+    async def follow(s: chromium.Session) -> object:
+        await click(s, "#neighbours li", 0)
+        await s.wait_for(f"window.vocabmap.stats.selected !== window.vocabmap.text[{row}]", 5)
+        await asyncio.sleep(0.4)  # the fragment follows after 150 ms
+        return [await s.evaluate("window.vocabmap.stats.selected"),
+                await s.evaluate("location.hash")]
+
+    report = chromium.open_page(default_run / "map.html", READY,
+                                {"panel": panel, "follow": follow},
+                                fragment="#token=" + quote(token, safe=""))
+    assert report.errors == []
+    got = report.values["panel"]
+    assert [g[0] for g in got] == stored["neighbour_id"].tolist()
+    assert [g[0] for g in got] == layout["token_id"].to_numpy()[brute].tolist()
+    assert np.allclose([g[1] for g in got], cos[brute], atol=1.5e-3)
+    assert [g[2] == "1" for g in got] == stored["map_neighbour"].tolist()
+    first = layout.loc[layout["token_id"] == got[0][0], "display"].iloc[0]
+    selected, fragment = report.values["follow"]
+    assert selected == first
+    assert fragment.startswith("#token=" + quote(first, safe="")) and "&view=" in fragment
