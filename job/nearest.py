@@ -62,8 +62,8 @@ def from_graph(X: Any, graph: tuple[Any, Any] | None, k: int, metric: str, exact
     ``graph`` (indices, distances); with ``graph=None``, or fewer than ``k`` columns in it,
     an exact search. Returns (indices, similarities, how they were found).
 
-    The candidates are ranked again by the metric in float32: every column of an
-    approximate graph; of an exact one the first ``k`` plus one per all-zero row (a zero
+    The candidates are ranked again by the metric in float32: the first ``2k`` of an
+    approximate (int8) graph, the first ``k`` of an exact one, plus one per all-zero row (a zero
     row, such as an untrained padding token, sits at distance 1 from every unit row, so
     an exact euclidean graph of unit rows lists it ahead of neighbours with a cosine
     below 0.5; by cosine it has similarity 0)."""
@@ -79,7 +79,8 @@ def from_graph(X: Any, graph: tuple[Any, Any] | None, k: int, metric: str, exact
     else:
         how = {"source": f"the layout's kNN graph ({graph[0].shape[1]} neighbours per token)",
                "exact": exact}
-    width = graph[0].shape[1] if not exact else min(graph[0].shape[1], k + zeros)
+    # int8 products only swap near-ties, so the true k nearest are among the first 2k
+    width = min(graph[0].shape[1], (2 * k if not exact else k) + zeros)
     idx = graph[0][:, :width]
     dots, sq = _pair_products(X, xp.asarray(idx))
     idx = _host(idx)

@@ -52,13 +52,19 @@ def synthetic_table(n: int, seed: int = 0) -> pd.DataFrame:
         "y": xy[:, 1].astype(np.float32)})
 
 
-def synthetic_neighbours(table: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+def synthetic_neighbours(table: pd.DataFrame, k: int = 10, seed: int | None = None,
+                         ) -> pd.DataFrame:
     """A neighbours.parquet table: token i's neighbours are i+1 … i+k (mod n), similarity
-    falling with rank, every other one also a map neighbour."""
+    falling with rank; with ``seed``, random tokens and similarities (as hard to compress
+    as real ones, for the benchmark's page size)."""
     n = len(table)
     ids = table["token_id"].to_numpy()
     nbr = (np.arange(n)[:, None] + np.arange(1, k + 1)[None, :]) % n
     sim = 0.9 - 0.05 * np.arange(k)[None, :] - 0.1 * (np.arange(n)[:, None] % 3) / 3
+    if seed is not None:
+        rng = np.random.default_rng(seed)
+        nbr = (np.arange(n)[:, None] + rng.integers(1, n, size=(n, k))) % n
+        sim = -np.sort(-rng.uniform(0.2, 0.9, size=(n, k)), axis=1)
     on_map = np.zeros((n, k), bool)
     return nearest.frame(ids, nbr, sim.astype(np.float32), on_map)
 
@@ -216,6 +222,7 @@ def colour_share(png: bytes, colour: str) -> float:
 def test_colour_switch_recolours(tmp_path: Path) -> None:
     table = synthetic_table(5000)
     table["script"] = pd.Categorical(np.where(table["x"] > 0, "latin", "kanji"))
+    table["pos"] = pd.Categorical(np.where(table["y"] > 0, "名詞", "動詞"))  # Japanese only
     table["undertrained"] = np.linspace(0, 1, len(table), dtype=np.float32)
     table.loc[3, "undertrained"] = np.nan
     path = tmp_path / "map.html"
@@ -247,7 +254,7 @@ def test_colour_switch_recolours(tmp_path: Path) -> None:
     report = chromium.open_page(path, READY, {"switch": switch})
     assert report.errors == []
     word, hidden, script, legend, mapper, (levels, bar), options = report.values["switch"]
-    assert options == ["category", "script", "undertrained"]
+    assert options == ["category", "script", "pos", "undertrained"]
     blue = "#1f77b4"  # "word" in the category colours; "latin" is blue too in glasbey
     assert colour_share(word, blue) > 0.001
     assert colour_share(hidden, blue) < colour_share(word, blue) / 10

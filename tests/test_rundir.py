@@ -391,9 +391,10 @@ def test_render_settings_decide_the_pictures(fast_config: Path, tmp_path: Path,
     assert code == 0, err
     assert out.strip() == str(folder)
     assert "render settings differ from the run directory's: redrawing pictures" in caplog.text
+    # the earlier render's zooms and page are gone
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
-        "facts.json", "layout.parquet", "manifest.json", "notes.txt", "overview-old.png",
-        "overview.png", "zoom_corner.png"]  # the earlier render's zooms and page are gone
+        "facts.json", "layout.parquet", "manifest.json", "neighbours.parquet", "notes.txt",
+        "overview-old.png", "overview.png", "zoom_corner.png"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["config"]["render"]["width"] == 300
     assert manifest["rendered"]["files"] == ["overview.png", "zoom_corner.png"]

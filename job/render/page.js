@@ -15,8 +15,10 @@ const $ = (tag, css, parent) => {
 const TRANSPARENT = "rgba(0,0,0,0)";
 
 async function inflate() {
-  const text = document.getElementById("vocabmap-data").textContent.trim();
-  const bin = Uint8Array.from(atob(text), (ch) => ch.charCodeAt(0));
+  const t0 = performance.now();
+  const text = atob(document.getElementById("vocabmap-data").textContent.trim());
+  const bin = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bin[i] = text.charCodeAt(i);
   const stream = new Blob([bin]).stream().pipeThrough(new DecompressionStream("gzip"));
   const buf = await new Response(stream).arrayBuffer();
   const hlen = new DataView(buf).getUint32(0, true);
@@ -32,6 +34,7 @@ async function inflate() {
       for (let j = 0, at = p * len; j < len; j++) out[j * size + p] = src[at + j];
     arr[name] = new kinds[dtype](out.buffer);
   }
+  S.stats.inflate_ms = performance.now() - t0;
   return [head, arr];
 }
 

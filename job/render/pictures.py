@@ -72,6 +72,9 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str 
         near = None
         if cfg.neighbours and (folder / NEIGHBOURS).is_file():
             near = pd.read_parquet(folder / NEIGHBOURS)
+        elif cfg.neighbours:
+            log.warning("%s has no %s: the page lists no neighbours (`run` adds them)",
+                        folder, NEIGHBOURS)
         facts["page_bytes"] = page.write(table, cfg, regions, folder / "map.html", near,
                                          model)["bytes"]
         seconds["page"] = time.perf_counter() - start
