@@ -173,3 +173,16 @@ def test_run_writes_neighbours_and_a_rerun_restores_them(
     caplog.clear()
     assert cli.main(["run", str(fast_config)]) == 0  # and now there is nothing to redo
     assert "searching the neighbours again" not in caplog.text
+
+
+def test_sklearn_backend_gets_an_exact_search(fast_config: Path, capsys: pytest.CaptureFixture,
+                                               ) -> None:
+    """sklearn searches its own graph, so the neighbours are searched exactly for the file."""
+    text = fast_config.read_text().replace("[layout]\n", "[layout]\nbackend = \"sklearn\"\n")
+    fast_config.write_text(text)
+    assert cli.main(["run", str(fast_config)]) == 0
+    folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    meta = nearest.read_meta(folder / nearest.FILE)
+    assert meta["exact"] is True and meta["source"].startswith("exact search")
+    assert len(pd.read_parquet(folder / nearest.FILE)) == 10 * len(
+        pd.read_parquet(folder / rundir.LAYOUT))
