@@ -166,11 +166,11 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
     """Print a token's original-space neighbours from the run's ``neighbours.parquet``: one
     line each with rank, cosine similarity, whether it is also a map neighbour, token id and
     display text (tab-separated)."""
-    from job import nearest
+    from job import nearest, rundir
 
     folder = Path(args.run_dir)
-    if not (folder / "layout.parquet").is_file():
-        raise nearest.NeighbourError(f"{folder} has no layout.parquet; give a run directory "
+    if not (folder / rundir.LAYOUT).is_file():
+        raise nearest.NeighbourError(f"{folder} has no {rundir.LAYOUT}; give a run directory "
                                      "made by `python -m job run`")
     rows = nearest.listing(folder, args.token, args.k)
     print("rank\tsimilarity\ton_map\ttoken_id\ttoken")

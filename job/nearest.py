@@ -25,11 +25,11 @@ import pyarrow.parquet as pq
 
 from job.errors import VocabmapError
 from job.knn import array_module, knn
-from job.rundir import atomic_write
+from job.rundir import LAYOUT, NEIGHBOURS, atomic_write
 
 log = logging.getLogger(__name__)
 
-FILE = "neighbours.parquet"
+FILE = NEIGHBOURS
 BLOCK_BYTES = 64 * 2**20  # gathered neighbour rows per block when taking products
 
 
@@ -193,7 +193,7 @@ def _hint(layout: pd.DataFrame, text: str) -> str:
 def listing(folder: Path, text: str, k: int | None = None) -> pd.DataFrame:
     """The neighbours of the token ``text`` with their texts: rank, neighbour_id, display,
     similarity, map_neighbour."""
-    layout = pd.read_parquet(Path(folder) / "layout.parquet",
+    layout = pd.read_parquet(Path(folder) / LAYOUT,
                              columns=["token_id", "token", "display"])
     row = find_token(layout, text)
     table = read(folder, k)

@@ -21,12 +21,11 @@ import pandas as pd
 
 from job.config import RenderConfig
 from job.render import raster, zooms
-from job.rundir import atomic_write
+from job.rundir import NEIGHBOURS, atomic_write
 
 log = logging.getLogger(__name__)
 
 # the names render_all writes; only files with these names are ever removed as stale
-NEIGHBOURS = "neighbours.parquet"  # job/nearest.py writes it; the page embeds it
 PICTURE_NAME = re.compile(r"^(overview\.png|map\.html|zoom_.+\.png)$")
 
 
