@@ -204,6 +204,14 @@ def test_fragment_selects_and_neighbour_click_moves(map_html: Path) -> None:
     assert selected == "w4" and fragment.startswith("#token=w4&view=")
 
 
+def test_fragment_with_an_unknown_token_says_so(map_html: Path) -> None:
+    report = chromium.open_page(map_html, READY, {"status": "document.getElementById("
+                                                  "'vocabmap-status').textContent"},
+                                fragment="#token=nowhere%20near")
+    assert report.errors == []
+    assert report.values["status"].startswith('no token "nowhere near" in this map · ')
+
+
 def test_fragment_view_reopens_the_view(map_html: Path) -> None:
     report = chromium.open_page(map_html, READY, {"centre": CENTRE},
                                 fragment="#view=10,-5,20&token=lonely")

@@ -160,7 +160,8 @@ S.update = () => {
   if (out.x.length || labels.data.x.length) labels.data = out;
   const more = inView > LABEL_POINTS
     ? ` (labels below ${LABEL_POINTS.toLocaleString()} in view: zoom in)` : "";
-  S.status.textContent = `${inView.toLocaleString()} of ${S.n.toLocaleString()} tokens `
+  S.status.textContent = (S.notice ? `${S.notice} · ` : "")
+    + `${inView.toLocaleString()} of ${S.n.toLocaleString()} tokens `
     + `in view, ${out.x.length} labelled${more}`;
   Object.assign(S.stats, {in_view: inView, labels: out.x.length,
                           view_ms: performance.now() - t0, updates: (S.stats.updates || 0) + 1});

@@ -99,7 +99,7 @@ S.mapNeighbours = (i, k) => {  // the k nearest tokens on the map (2-D), by brut
   return new Set(bi);
 };
 S.select = (i, centre) => {
-  S.sel = i;
+  S.sel = i; S.notice = "";
   const k = S.k, list = [];
   const onMap = k ? S.mapNeighbours(i, k) : new Set();
   let code = 0;
@@ -179,9 +179,9 @@ S.readHash = (first) => {
   if (p.id !== undefined) i = Array.prototype.indexOf.call(S.id, Number(p.id));
   if (i < 0 && p.token !== undefined) i = S.find(p.token);
   if (i >= 0) S.select(i, !(view.length === 3));
-  else if (p.token !== undefined) {
-    S.status.textContent = `no token ${JSON.stringify(p.token)} in this map`;
-    console.warn(`vocabmap: #token=${p.token} is not in this map`);
+  else if (p.token !== undefined) {  // said in the status line until a token is selected
+    S.notice = `no token ${JSON.stringify(p.token)} in this map`;
+    S.schedule();
   }
   if (first) S.stats.hash = {token: p.token, found: i >= 0};
 };
