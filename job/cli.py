@@ -1,4 +1,4 @@
-"""Command line of vocabmap: ``run``, ``render``, ``check`` and ``compare``.
+"""Command line of vocabmap: ``run``, ``render``, ``check``, ``compare`` and ``neighbours``.
 
 Errors a user can fix (a bad config, a missing or damaged model, no GPU for cuML, a full disk)
 end with one line on standard error, ``vocabmap: error: <what is wrong and what to do>``, and
@@ -24,6 +24,7 @@ EPILOG = """commands:
   vocabmap check CONFIG          validate a config without reading model weights
   vocabmap render RUN_DIR        re-render a finished run
   vocabmap compare RUN_DIR ...   compare the maps of several runs
+  vocabmap neighbours RUN_DIR TOKEN   a token's nearest neighbours in the model's space
 
 `vocabmap COMMAND --help` describes a command's options; `python -m job` works the same."""
 
@@ -176,6 +177,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_neighbours(args: argparse.Namespace) -> int:
+    """Print a token's original-space neighbours from the run's ``neighbours.parquet``: one
+    line each with rank, cosine similarity, whether it is also a map neighbour, token id and
+    display text (tab-separated)."""
+    from job import nearest, rundir
+
+    folder = Path(args.run_dir)
+    if not (folder / rundir.LAYOUT).is_file():
+        raise nearest.NeighbourError(f"{folder} has no {rundir.LAYOUT}; give a run directory "
+                                     "made by `python -m job run`")
+    rows = nearest.listing(folder, args.token, args.k)
+    print("rank\tsimilarity\ton_map\ttoken_id\ttoken")
+    for r in rows.itertuples():
+        print(f"{r.rank}\t{r.similarity:.4f}\t{'yes' if r.map_neighbour else 'no'}\t"
+              f"{r.neighbour_id}\t{r.display}")
+    return 0
+
+
 def _flags(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
     """-v and --debug, accepted before or after the command (a command's own copy keeps
     what was given before it: its default is SUPPRESS)."""
@@ -240,6 +259,14 @@ def parser() -> argparse.ArgumentParser:
                      "the output folder, then stop")
     cmp.set_defaults(func=cmd_compare)
     _flags(cmp)
+    nb = sub.add_parser("neighbours", help="a token's nearest neighbours in the model's "
+                        "embedding space (from the run's neighbours.parquet)")
+    nb.add_argument("run_dir")
+    nb.add_argument("token", help="display text, else raw token (e.g. ##ing, Ġworld), else "
+                    "token id")
+    nb.add_argument("--k", type=int, help="show only the first K (default: all stored)")
+    nb.set_defaults(func=cmd_neighbours)
+    _flags(nb)
     return p
 
 

@@ -129,6 +129,9 @@ class RenderConfig:
     html: bool = True  # the interactive map.html
     html_max_labels: int = 300  # labels on the page at once at most
     html_label_points: int = 3000  # the page labels tokens once at most this many are in view
+    # original-space neighbours kept per token (neighbours.parquet, the page's neighbour
+    # panel); 0 leaves them out of the page. Taken from the layout's kNN graph
+    neighbours: int = 10
     zooms: tuple[ZoomConfig, ...] = ()
     # shorthand: one anchor zoom per token, named after it; a token missing from a model's
     # vocabulary is skipped with a warning, so one list can serve several models
@@ -211,6 +214,7 @@ _CHECKS: dict[str, Any] = {
     "render.font_size": lambda v: 6 <= v <= 96 or "must be between 6 and 96",
     "render.html_max_labels": lambda v: v >= 0 or "must be >= 0",
     "render.html_label_points": lambda v: v >= 0 or "must be >= 0",
+    "render.neighbours": lambda v: 0 <= v <= 100 or "must be between 0 and 100",
     "render.zooms.box": lambda v: len(v) in (0, 4) and (not v or (v[0] < v[1] and v[2] < v[3]))
     or "must be [x0, x1, y0, y1] with x0 < x1 and y0 < y1",
     "render.zooms.neighbours": lambda v: v >= 2 or "must be >= 2",

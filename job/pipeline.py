@@ -16,6 +16,7 @@ import pandas as pd
 from job import (
     contextual,
     gpu,
+    nearest,
     neighbours,
     quality,
     reduce,
@@ -70,8 +71,10 @@ def contextualise(emb: source.Embeddings, config: Config, stages: Stages,
 
 def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
                  occurrences: np.ndarray | None = None,
-                 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Token table with x, y for the selected rows, and what the manifest should record.
+                 ) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None]:
+    """Token table with x, y for the selected rows, what the manifest should record, and
+    each token's original-space neighbours (``neighbours.parquet``; None when
+    ``render.neighbours`` is 0).
 
     With ``occurrences`` (contextual vectors), tokens seen fewer than ``min_count`` times are
     left out before the token selection applies.
@@ -122,6 +125,12 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
              "the exact neighbours" if "graph_recall" in score else "")
     table["x"] = layout.coords[:, 0]
     table["y"] = layout.coords[:, 1]
+    near = None
+    if config.render.neighbours:
+        with stages.stage("neighbours"):
+            near, near_facts = nearest.compute(
+                X, graph, layout.coords, table["token_id"].to_numpy(), config.render.neighbours,
+                cfg.metric, route is None or route.exact)
     facts = {
         "model": {"id": emb.model_id, "path": emb.path, "revision": emb.revision,
                   "embeddings": "contextual" if occurrences is not None else "input",
@@ -138,7 +147,9 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         "device": gpu.device_info() if _on_device(backend) else {"kind": "cpu"},
         "quality": score,
     }
-    return table, facts
+    if near is not None:
+        facts["neighbours"] = near_facts | {"file": nearest.FILE}
+    return table, facts, near
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -160,10 +171,12 @@ def run_model(model: ModelConfig, config: Config) -> Path:
         stored = _reusable_layout(folder)
         if stored:
             table, facts = stored
+            _ensure_neighbours(model, config, folder, table, facts, stages)
         else:
             table, facts = _make_layout(model, config, folder, stages)
         with stages.stage("render"):
-            pictures_part = render_pictures(table, config.render, folder)
+            pictures_part = render_pictures(table, config.render, folder,
+                                            model=facts["model"]["label"])
         manifest = {
             **facts,  # includes layout_seconds: the stages that made the layout
             "config": config.to_dict() | {"models": [vars(model)]},
@@ -200,7 +213,7 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
     with stages.stage("load"):
         emb = source.load(model)
     counts, ctx = contextualise(emb, config, stages) if contextual_run else (None, None)
-    table, facts = layout_model(emb, config, stages, counts)
+    table, facts, near = layout_model(emb, config, stages, counts)
     if ctx:
         # the corpus pass is costly to repeat: keep the mapped vectors for `compare`
         vectors = emb.matrix[table["token_id"].to_numpy()].astype(np.float16)
@@ -210,16 +223,47 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
     facts["layout_seconds"] = dict(stages.seconds)
     facts["layout_peak_rss_mib"] = dict(stages.peak_mib)
     rundir.write_parquet(folder / rundir.LAYOUT, table)
+    if near is not None:
+        nearest.write(folder / nearest.FILE, near, facts["neighbours"])
     rundir.write_json(folder / rundir.FACTS, facts)
     return table, facts
 
 
+def _ensure_neighbours(model: ModelConfig, config: Config, folder: Path, table: pd.DataFrame,
+                       facts: dict[str, Any], stages: Stages) -> None:
+    """A reused layout whose ``neighbours.parquet`` is missing (a run directory of an older
+    vocabmap) or holds fewer than ``render.neighbours`` per token gets them searched again
+    from the model's matrix; the layout itself is kept."""
+    k = config.render.neighbours
+    meta = nearest.read_meta(folder / nearest.FILE)
+    if not k or (meta and meta.get("k", 0) >= min(k, len(table) - 1)):
+        return
+    log.info("%s %s: searching the neighbours again (the layout is kept)", nearest.FILE,
+             "holds fewer than render.neighbours" if meta else "is missing")
+    with stages.stage("neighbours"):
+        if (folder / rundir.VECTORS).is_file():  # a contextual run's mapped vectors
+            X = np.load(folder / rundir.VECTORS).astype(np.float32)
+        else:
+            X = source.load(model).matrix[table["token_id"].to_numpy()]
+        metric = config.layout.metric  # part of the run key: the layout's own
+        if metric == "cosine":
+            X = l2_normalise(X, inplace=True)
+        route = neighbours.choose(config.layout.knn, X.shape[0], X.shape[1], False)
+        graph = knn(X, min(3 * k, len(X) - 1), precision="int8") if not route.exact else None
+        near, meta = nearest.compute(X, graph, table[["x", "y"]].to_numpy(),
+                                     table["token_id"].to_numpy(), k, metric, route.exact)
+        meta["source"] = f"searched again for a reused layout ({meta['source']})"
+    nearest.write(folder / nearest.FILE, near, meta | {"file": nearest.FILE})
+    facts["neighbours"] = meta | {"file": nearest.FILE}
+    rundir.write_json(folder / rundir.FACTS, facts)
+
+
 def render_pictures(table: pd.DataFrame, render: RenderConfig, folder: Path,
-                    force: bool = False) -> dict[str, Any]:
+                    force: bool = False, model: str = "") -> dict[str, Any]:
     """Draw the pictures unless the run directory's manifest says the ones there show these
     render settings of this layout (``force`` redraws anyway); returns the manifest's
     ``rendered`` and ``render_state``."""
-    state = pictures.render_state(render, folder / rundir.LAYOUT)
+    state = pictures.render_state(render, folder / rundir.LAYOUT, folder / nearest.FILE)
     manifest = _read_manifest(folder)
     stored = manifest.get("render_state", {})
     if not force and pictures.up_to_date(folder, stored, state) and "rendered" in manifest:
@@ -227,7 +271,7 @@ def render_pictures(table: pd.DataFrame, render: RenderConfig, folder: Path,
         return {"rendered": manifest["rendered"], "render_state": stored}
     if stored.get("settings") not in (None, state["settings"]):
         log.info("render settings differ from the run directory's: redrawing pictures")
-    drawn = pictures.render_all(table, render, folder)
+    drawn = pictures.render_all(table, render, folder, model=model)
     state["files"] = pictures.file_sizes(folder, drawn["files"])
     return {"rendered": drawn, "render_state": state}
 
@@ -237,7 +281,8 @@ def rerender(folder: Path, render: RenderConfig) -> list[str]:
     returns the files drawn."""
     with rundir.claim(folder):
         table = pd.read_parquet(folder / rundir.LAYOUT)
-        part = render_pictures(table, render, folder, force=True)
+        label = _read_manifest(folder).get("model", {}).get("label", "")
+        part = render_pictures(table, render, folder, force=True, model=label)
         manifest_path = folder / rundir.MANIFEST
         if manifest_path.is_file():  # record what the pictures now show
             manifest = rundir.read_json(manifest_path) | part

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 LAYOUT = "layout.parquet"
 MANIFEST = "manifest.json"
 FACTS = "facts.json"  # what the layout stages found, kept so a rerun can reuse the layout
+NEIGHBOURS = "neighbours.parquet"  # each token's nearest neighbours in the model's space
 VECTORS = "vectors.npy"  # contextual runs: the mapped vectors (float16), rows as the layout
 LOCK = ".vocabmap.lock"  # one writer per run directory; holds who has it (pid, host, since)
 LOCK_WAIT_ENV = "VOCABMAP_LOCK_WAIT"  # seconds a run waits for another run's lock

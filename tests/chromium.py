@@ -107,7 +107,7 @@ Step = str | Callable[[Session], Awaitable[Any]]
 
 
 async def _drive(port: int, page: Path, ready: str, steps: dict[str, Step],
-                 timeout: float, report: Report) -> None:
+                 timeout: float, report: Report, fragment: str = "") -> None:
     from tornado.httpclient import AsyncHTTPClient
     from tornado.websocket import websocket_connect
 
@@ -118,7 +118,7 @@ async def _drive(port: int, page: Path, ready: str, steps: dict[str, Step],
     for domain in ("Runtime", "Log", "Page", "Network"):
         await s.call(f"{domain}.enable")
     start = time.perf_counter()
-    await s.call("Page.navigate", url=page.resolve().as_uri())
+    await s.call("Page.navigate", url=page.resolve().as_uri() + fragment)
     await s.wait_for("document.readyState === 'complete'", timeout)
     report.seconds["load_event"] = time.perf_counter() - start
     try:
@@ -140,10 +140,11 @@ async def _drive(port: int, page: Path, ready: str, steps: dict[str, Step],
 
 
 def open_page(page: Path, ready: str, steps: dict[str, Step] | None = None,
-              timeout: float = 60.0) -> Report:
-    """Load ``page``, wait until the JS expression ``ready`` holds, run ``steps`` in order
-    (name → JS expression, which may return a promise, or an async function of the
-    :class:`Session`), then screenshot. Raises if Chromium is missing."""
+              timeout: float = 60.0, fragment: str = "") -> Report:
+    """Load ``page`` (with the URL ``fragment``, e.g. ``#token=%E6%9D%B1``), wait until the
+    JS expression ``ready`` holds, run ``steps`` in order (name → JS expression, which may
+    return a promise, or an async function of the :class:`Session`), then screenshot.
+    Raises if Chromium is missing."""
     exe = find_chromium()
     if exe is None:
         raise FileNotFoundError("chromium is not installed (bash scripts/system-deps.sh)")
@@ -160,7 +161,7 @@ def open_page(page: Path, ready: str, steps: dict[str, Step] | None = None,
                     raise RuntimeError(f"chromium did not start (exit code {proc.poll()})")
                 time.sleep(0.05)
             port = int(port_file.read_text().split()[0])
-            asyncio.run(_drive(port, page, ready, steps or {}, timeout, report))
+            asyncio.run(_drive(port, page, ready, steps or {}, timeout, report, fragment))
         finally:
             proc.terminate()
             try:

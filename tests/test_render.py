@@ -197,3 +197,19 @@ def test_anchor_list_gives_one_zoom_per_token_and_skips_missing_ones(
     img, placed = raster.zoom(table, regions[0], cfg)
     assert "優勝" in [p.text for p in placed]
     assert pictures.zoom_file("優勝") != pictures.zoom_file("東京")
+
+
+def test_titles_name_the_model_and_its_token_count() -> None:
+    """The overview's legend title and a zoom's title strip start with the model's name and
+    the map's token count; the title is the only thing the name changes."""
+    table = clustered()
+    assert raster.heading("tiny-bert", len(table)) == "tiny-bert: 3,000 tokens"
+    plain, _ = raster.overview(table, [], CFG)
+    named, _ = raster.overview(table, [], CFG, "a-rather-long-model-name")
+    diff = np.argwhere((np.asarray(plain) != np.asarray(named)).any(axis=2))
+    legend_bottom = 16 + (CFG.font_size + 6) * 4  # title and three colours (raster._legend)
+    assert len(diff) and diff[:, 0].max() <= legend_bottom  # only the (wider) legend changed
+    assert ink(named, (0, 0, CFG.width, 30)) > ink(plain, (0, 0, CFG.width, 30))
+    picture = raster.draw_zoom(table, Region("box", -5, 5, -5, 5, how="box"), CFG, "tiny-bert")
+    assert picture.title.startswith("tiny-bert: 3,000 tokens · box: ")
+    assert picture.title.endswith(f"{picture.points:,} shown, {len(picture.labels)} labelled")

@@ -391,9 +391,10 @@ def test_render_settings_decide_the_pictures(fast_config: Path, tmp_path: Path,
     assert code == 0, err
     assert out.strip() == str(folder)
     assert "render settings differ from the run directory's: redrawing pictures" in caplog.text
+    # the earlier render's zooms and page are gone
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
-        "facts.json", "layout.parquet", "manifest.json", "notes.txt", "overview-old.png",
-        "overview.png", "zoom_corner.png"]  # the earlier render's zooms and page are gone
+        "facts.json", "layout.parquet", "manifest.json", "neighbours.parquet", "notes.txt",
+        "overview-old.png", "overview.png", "zoom_corner.png"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["config"]["render"]["width"] == 300
     assert manifest["rendered"]["files"] == ["overview.png", "zoom_corner.png"]
@@ -416,8 +417,10 @@ def test_zoom_counts_agree_in_title_log_and_manifest(fast_config: Path,
     manifest = json.loads((folder_of(fast_config) / "manifest.json").read_text())
     zooms = manifest["rendered"]["zooms"]
     assert len(zooms) == 3
-    for z in zooms:
-        assert z["title"] == f"{z['name']}: {z['points']:,} tokens, {z['labels']} labelled"
+    label, n = manifest["model"]["label"], manifest["selection"]["selected"]
+    for z in zooms:  # the title names the model and its token count, then the zoom's
+        assert z["title"] == (f"{label}: {n:,} tokens · {z['name']}: {z['points']:,} shown, "
+                              f"{z['labels']} labelled")
         logged = re.search(rf"zoom {re.escape(z['name'])} \(.*?\): (\d+) tokens, (\d+) labels",
                            caplog.text)
         assert logged and (int(logged[1]), int(logged[2])) == (z["points"], z["labels"])

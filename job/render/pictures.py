@@ -21,7 +21,7 @@ import pandas as pd
 
 from job.config import RenderConfig
 from job.render import raster, zooms
-from job.rundir import atomic_write
+from job.rundir import NEIGHBOURS, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +38,21 @@ def zoom_file(name: str) -> str:
     return "zoom_" + re.sub(r"[^\w.-]+", "_", name) + ".png"
 
 
-def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path) -> dict[str, Any]:
+def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str = "",
+               ) -> dict[str, Any]:
     """Draw the overview, the zooms and (if enabled) the page into ``folder``, then remove
     the pictures of an earlier render that this one did not make; returns what was drawn,
-    with seconds per part."""
+    with seconds per part. ``model`` (its label) heads every title."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     regions = zooms.resolve(table, cfg)
-    image, _ = raster.overview(table, regions, cfg)
+    image, _ = raster.overview(table, regions, cfg, model)
     _save_png(image, folder / "overview.png")
     seconds["overview"] = time.perf_counter() - start
     start = time.perf_counter()
     drawn = []
     for region in regions:
-        picture = raster.draw_zoom(table, region, cfg)
+        picture = raster.draw_zoom(table, region, cfg, model)
         name = zoom_file(region.name)
         _save_png(picture.image, folder / name)
         sample = [lab.text for lab in picture.labels[:12]]
@@ -67,7 +68,14 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path) -> dict[str
         from job.render import page
 
         start = time.perf_counter()
-        facts["page_bytes"] = page.write(table, cfg, regions, folder / "map.html")["bytes"]
+        near = None
+        if cfg.neighbours and (folder / NEIGHBOURS).is_file():
+            near = pd.read_parquet(folder / NEIGHBOURS)
+        elif cfg.neighbours:
+            log.warning("%s has no %s: the page lists no neighbours (`run` adds them)",
+                        folder, NEIGHBOURS)
+        facts["page_bytes"] = page.write(table, cfg, regions, folder / "map.html", near,
+                                         model)["bytes"]
         seconds["page"] = time.perf_counter() - start
         files.append("map.html")
     if stale := remove_stale(folder, files):
@@ -88,17 +96,22 @@ def remove_stale(folder: Path, keep: list[str]) -> list[str]:
     return stale
 
 
-def render_state(cfg: RenderConfig, layout: Path) -> dict[str, str]:
+def render_state(cfg: RenderConfig, layout: Path, near: Path | None = None,
+                 ) -> dict[str, str]:
     """What decides the pictures: a hash of the render settings (and vocabmap's version)
-    and the SHA-256 of the layout file they are drawn from."""
+    and the SHA-256 of the layout file they are drawn from (and of the neighbours file the
+    page embeds, when there is one)."""
     try:
         version = importlib.metadata.version("vocabmap")
     except importlib.metadata.PackageNotFoundError:
         version = ""
     blob = json.dumps({"render": dataclasses.asdict(cfg), "vocabmap": version},
                       sort_keys=True, default=str).encode()
-    return {"settings": hashlib.sha256(blob).hexdigest()[:12],
-            "layout_sha256": hashlib.sha256(Path(layout).read_bytes()).hexdigest()}
+    state = {"settings": hashlib.sha256(blob).hexdigest()[:12],
+             "layout_sha256": hashlib.sha256(Path(layout).read_bytes()).hexdigest()}
+    if near is not None and Path(near).is_file():
+        state["neighbours_sha256"] = hashlib.sha256(Path(near).read_bytes()).hexdigest()
+    return state
 
 
 def up_to_date(folder: Path, stored: dict[str, Any], state: dict[str, str]) -> bool:

@@ -112,9 +112,15 @@ def _legend(draw: ImageDraw.ImageDraw, key: dict[str, str], counts: dict[str, in
         lab.draw_text(draw, (18 + size, y), f"{c} ({counts[c]:,})", size)
 
 
-def overview(table: pd.DataFrame, regions: list[Region], cfg: RenderConfig,
+def heading(model: str, n: int) -> str:
+    """The model's name and its token count, as every picture's title starts."""
+    return f"{model}: {n:,} tokens" if model else f"{n:,} tokens"
+
+
+def overview(table: pd.DataFrame, regions: list[Region], cfg: RenderConfig, model: str = "",
              ) -> tuple[Image.Image, object]:
-    """Every point coloured by ``cfg.color_by``, with a legend and the zoom regions outlined."""
+    """Every point coloured by ``cfg.color_by``, with a legend and the zoom regions outlined;
+    the legend's title names ``model`` and the token count."""
     canvas = full_canvas(table, cfg.width, cfg.height)
     frame = categorical(table, cfg.color_by)
     agg = aggregate(frame, canvas, cfg.color_by)
@@ -130,7 +136,7 @@ def overview(table: pd.DataFrame, regions: list[Region], cfg: RenderConfig,
                       cfg.font_size, stroke=2)
     counts = frame[cfg.color_by].value_counts().to_dict()
     _legend(draw, key, {str(k): int(v) for k, v in counts.items()}, cfg.font_size,
-            f"{len(table):,} tokens by {cfg.color_by}")
+            f"{heading(model, len(table))} by {cfg.color_by}")
     return img, agg
 
 
@@ -159,21 +165,23 @@ class ZoomPicture:
     title: str
 
 
-def zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig,
+def zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig, model: str = "",
          ) -> tuple[Image.Image, list[lab.Label]]:
     """One region: every point in it drawn, and non-overlapping token labels (see
     ``draw_zoom``)."""
-    picture = draw_zoom(table, region, cfg)
+    picture = draw_zoom(table, region, cfg, model)
     return picture.image, picture.labels
 
 
-def draw_zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig) -> ZoomPicture:
+def draw_zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig, model: str = "",
+              ) -> ZoomPicture:
     """One region: every point in it drawn, and non-overlapping token labels.
 
     The picture is ``zoom_width`` x ``zoom_height``: a title strip on top, the raster below
     it. Returned labels are in picture pixels (``index`` is the table row). The raster can
     show a little more than the region (it is widened to the picture's shape); ``points``
-    counts every token the picture shows.
+    counts every token the picture shows. The title starts with ``model`` and the map's
+    token count.
     """
     band = title_band(cfg.font_size)
     canvas = zoom_canvas(region, cfg.zoom_width, cfg.zoom_height - band)
@@ -195,7 +203,8 @@ def draw_zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig) -> ZoomPic
         lab.draw_text(draw, (box[0] + 2, box[1] + 2), p.text, cfg.font_size, fill="#111111")
         labels.append(lab.Label(int(sub.index[p.index]), p.text, p.px, p.py + band, box))
     points = int(shown.sum())
-    title = f"{region.name}: {points:,} tokens, {len(labels)} labelled"
+    title = (f"{heading(model, len(table))} · {region.name}: {points:,} shown, "
+             f"{len(labels)} labelled")
     draw.line((0, band - 1, cfg.zoom_width, band - 1), fill="#cccccc")
     lab.draw_text(draw, (8, 5), title, cfg.font_size + 2)
     return ZoomPicture(img, labels, points, title)
