@@ -1,4 +1,5 @@
-"""The interactive ``map.html``: every token as one WebGL point layer (bokeh), offline.
+"""The interactive ``map.html``: every token as one WebGL point layer (holoviews + bokeh),
+offline.
 
 One scatter renderer draws every token; its colours come from a mapper over one column
 (level codes or values), so the colour switch swaps that column and the palette, and a
@@ -55,29 +56,43 @@ def script(consts: dict[str, object]) -> str:
 
 
 def _points_figure(table: pd.DataFrame, first: Colouring, title: str) -> tuple[Any, Any, Any]:
-    """One WebGL scatter of every token, its colours from a mapper over column ``c`` (level
-    codes or values), so the page recolours by swapping that column and the palette.
+    """holoviews → bokeh: one WebGL scatter of every token, its colours from a mapper over
+    column ``c`` (level codes or values), so the page recolours by swapping that column and
+    the palette.
 
     Returns the figure, the point source and the mapper."""
-    from bokeh.models import ColumnDataSource, DataRange1d, LinearColorMapper
-    from bokeh.plotting import figure
+    import holoviews as hv
+    from bokeh.models import DataRange1d
 
+    hv.extension("bokeh", logo=False)
     if first.kind == "categorical":
-        mapper = LinearColorMapper(palette=first.colours, low=0, high=len(first.levels),
-                                   high_color=MISSING_COLOUR)
+        colours, low, high = first.colours, 0.0, float(len(first.levels))
     else:
-        mapper = LinearColorMapper(palette=palette(), low=first.low, high=first.high,
-                                   nan_color=MISSING_COLOUR)
-    source = ColumnDataSource({"x": table["x"].to_numpy(np.float32),
-                               "y": table["y"].to_numpy(np.float32), "c": first.values})
-    fig = figure(title=title, output_backend="webgl", tools="pan,wheel_zoom,reset",
-                 active_scroll="wheel_zoom", active_drag="pan", x_range=DataRange1d(),
-                 y_range=DataRange1d(), match_aspect=True, sizing_mode="stretch_both",
-                 toolbar_location="right", name="map")
-    fig.axis.visible = False
-    fig.grid.visible = False
-    fig.scatter("x", "y", source=source, size=POINT_SIZE, line_alpha=0, fill_alpha=0.75,
-                fill_color={"field": "c", "transform": mapper}, name="points")
+        colours, low, high = palette(), first.low, first.high
+    frame = pd.DataFrame({"x": table["x"].to_numpy(np.float32),
+                          "y": table["y"].to_numpy(np.float32), "c": first.values})
+    element = hv.Points(frame, kdims=["x", "y"], vdims=["c"]).opts(
+        color="c", cmap=colours, clim=(low, high), size=POINT_SIZE, line_alpha=0, alpha=0.75,
+        responsive=True, data_aspect=1, title=title, tools=[],
+        active_tools=["wheel_zoom", "pan"], xaxis=None, yaxis=None, show_grid=False)
+    fig = hv.render(element, backend="bokeh")
+    renderer = fig.renderers[0]
+    source, mapper = renderer.data_source, renderer.glyph.fill_color["transform"]
+    # the mapper's palette is exactly the colouring's (holoviews may resample a list), with
+    # grey for codes past the levels (missing) and for NaN scores
+    mapper.update(palette=colours, low=low, high=high, high_color=MISSING_COLOUR
+                  if first.kind == "categorical" else None, nan_color=MISSING_COLOUR)
+    source.data = {"x": frame["x"].to_numpy(), "y": frame["y"].to_numpy(), "c": first.values}
+    colour = {"field": "c", "transform": mapper}
+    for glyph in (renderer.glyph, renderer.selection_glyph, renderer.nonselection_glyph,
+                  renderer.muted_glyph, renderer.hover_glyph):
+        if glyph is not None and glyph != "auto":
+            glyph.update(fill_color=colour, line_color=colour)
+    fig.output_backend = "webgl"
+    fig.name = "map"
+    # fill the window and keep map units square: data ranges that match the aspect
+    fig.update(x_range=DataRange1d(), y_range=DataRange1d(), match_aspect=True,
+               aspect_ratio=None, sizing_mode="stretch_both")
     # while a wheel or drag is under way, draw every k-th point (at most about LOD_POINTS);
     # the full set is drawn once the interaction pauses
     fig.update(lod_threshold=LOD_POINTS, lod_factor=max(10, math.ceil(len(table) / LOD_POINTS)))
