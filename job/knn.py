@@ -201,6 +201,29 @@ class Int8Rows:
         return out
 
 
+def zero_rows_apart(sq: Any, others: Any | None = None) -> Any:
+    """Squared norms ``sq`` as the distance formula should see them.
+
+    When every row is unit length or all zero (L2-normalised rows: the cosine metric; also
+    checked on ``others``, the rows they are compared with), a zero row, such as an
+    embedding never trained away from zero, has no direction: it gets 1 added, which puts
+    it at squared distance 2 (cosine similarity 0) from every row, as scikit-learn's cosine
+    distance does. The formula alone puts it at distance 1, which reads as cosine 0.5 and
+    makes it a neighbour of nearly every token of a space whose neighbours are less alike.
+    """
+    xp = array_module(sq)
+    zero = sq == 0
+
+    def unit_or_zero(v: Any) -> bool:
+        return bool(xp.all((xp.abs(v - 1) < 1e-3) | (v == 0)))
+
+    if not bool(zero.any()) or not unit_or_zero(sq):
+        return sq
+    if others is not None and not unit_or_zero(others):
+        return sq
+    return sq + zero.astype(sq.dtype)
+
+
 def _all_pairs(data: Any, k: int, tile_bytes: int, use_torch: bool, precision: str = "fp32",
                ) -> tuple[Any, Any]:
     """k nearest rows of every row, self excluded, from the tiles on and above the diagonal.
@@ -212,7 +235,9 @@ def _all_pairs(data: Any, k: int, tile_bytes: int, use_torch: bool, precision: s
     xp = array_module(data)
     n = data.shape[0]
     low = Int8Rows(data) if precision == "int8" else None
-    sq = (data * data).sum(axis=1) if low is None else low.sq
+    norms = (data * data).sum(axis=1)
+    bump = zero_rows_apart(norms) - norms  # 1 for a zero row among unit rows, else 0
+    sq = (norms if low is None else low.sq) + bump
     b = max(1, min(n, int((tile_bytes // 4) ** 0.5)))
     b0 = min(b, max(1024, k + 1))
     blocks = [slice(s, min(s + b, n)) for s in range(0, n, b)]
@@ -281,7 +306,8 @@ def knn(data: Any, k: int, queries: Any | None = None, query_ids: Any | None = N
     sorted by distance, equal distances by index. ``tile_bytes`` bounds the distance tile
     (default :data:`TILE_BYTES` for the array's module); ``use_torch=False`` selects with the
     array module's own ``argpartition``. ``precision="int8"`` (all rows, on the CPU) takes
-    the products in int8 (module docstring).
+    the products in int8 (module docstring). Among unit rows (the cosine metric) an all-zero
+    row is as far from every row as an orthogonal one (:func:`zero_rows_apart`).
     """
     xp = array_module(data)
     tile_bytes = tile_bytes or TILE_BYTES[xp.__name__]
@@ -294,7 +320,10 @@ def knn(data: Any, k: int, queries: Any | None = None, query_ids: Any | None = N
     if not 0 < k <= m - extra:
         raise ValueError(f"k = {k} needs 0 < k <= {m - extra}")
     n = queries.shape[0]
-    sq_data = (data * data).sum(axis=1)
+    raw_data = (data * data).sum(axis=1)
+    raw_queries = (queries * queries).sum(axis=1)
+    sq_data = zero_rows_apart(raw_data, raw_queries)
+    sq_queries = zero_rows_apart(raw_queries, raw_data)
     block = max(1, min(n, tile_bytes // (4 * m)))
     out_idx = xp.empty((n, k), dtype=xp.int64)
     out_dist = xp.empty((n, k), dtype=xp.float32)
@@ -302,7 +331,7 @@ def knn(data: Any, k: int, queries: Any | None = None, query_ids: Any | None = N
         q = queries[start:start + block]
         d2 = q @ data.T
         d2 *= -2.0
-        d2 += (q * q).sum(axis=1)[:, None]
+        d2 += sq_queries[start:start + block, None]
         d2 += sq_data[None, :]
         if query_ids is not None:
             rows = xp.arange(q.shape[0])

@@ -151,3 +151,28 @@ def test_cupy_knn_and_quality_match_numpy() -> None:
     cpu = knn_preservation(data, coords, sample=200)
     gpu = knn_preservation(cupy.asarray(data), cupy.asarray(coords), sample=200)
     assert gpu == cpu
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_zero_row_among_unit_rows_is_nobodys_neighbour(precision: str) -> None:
+    """An untrained all-zero row has no direction: among L2-normalised rows it sits at
+    cosine 0 from every row (scikit-learn's convention), not at the formula's distance 1
+    (cosine 0.5), which would put it in every list of a space whose neighbours are less
+    alike than that."""
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    data = l2_normalise(rng.normal(size=(300, 64)).astype(np.float32))
+    data[[17, 200]] = 0.0
+    idx, dist = knn(data, 5, precision=precision)
+    others = np.setdiff1d(np.arange(300), [17, 200])
+    assert not np.isin(idx[others], [17, 200]).any()
+    sims = 1 - dist[others] ** 2 / 2
+    assert (sims[:, -1] > 0.2).all()  # real neighbours: closer than an orthogonal row
+    np.testing.assert_allclose(dist[17], np.sqrt(2), rtol=1e-5 if precision == "fp32" else 1e-2)
+    q_idx, _ = knn(data, 5, queries=data[others[:20]], query_ids=others[:20])
+    assert not np.isin(q_idx, [17, 200]).any()
+    # raw (not normalised) rows keep plain euclidean distances: a zero row is near small rows
+    raw = rng.normal(size=(50, 8)).astype(np.float32)
+    raw[3] = 0.0
+    raw_idx, raw_dist = knn(raw, 3)
+    np.testing.assert_allclose(raw_dist[3, 0], np.linalg.norm(raw[raw_idx[3, 0]]), rtol=1e-5)
