@@ -176,3 +176,15 @@ def test_a_zero_row_among_unit_rows_is_nobodys_neighbour(precision: str) -> None
     raw[3] = 0.0
     raw_idx, raw_dist = knn(raw, 3)
     np.testing.assert_allclose(raw_dist[3, 0], np.linalg.norm(raw[raw_idx[3, 0]]), rtol=1e-5)
+
+
+@pytest.mark.gpu
+def test_cupy_puts_a_zero_row_apart_like_numpy() -> None:
+    cupy = pytest.importorskip("cupy")
+    data = l2_normalise(np.random.default_rng(9).normal(size=(400, 48)).astype(np.float32))
+    data[[5, 99]] = 0.0
+    idx, dist = knn(data, 7)
+    g_idx, g_dist = knn(cupy.asarray(data), 7)
+    np.testing.assert_array_equal(cupy.asnumpy(g_idx)[:, :3], idx[:, :3])
+    np.testing.assert_allclose(cupy.asnumpy(g_dist), dist, rtol=1e-4, atol=1e-4)
+    assert not np.isin(cupy.asnumpy(g_idx)[np.setdiff1d(np.arange(400), [5, 99])], [5, 99]).any()
