@@ -14,12 +14,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow
-def test_embedded_default_end_to_end(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "job", "run", str(ROOT / "configs/default.toml"),
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=1200,
-                          cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def _job(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "job", *args], capture_output=True, text=True,
+                          timeout=1200, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.mark.slow
+def test_embedded_default_end_to_end(runs: Path) -> None:
+    proc = _job("run", str(ROOT / "configs/default.toml"), "--out", str(runs))
     folder = Path(proc.stdout.strip().splitlines()[-1])
     table = pd.read_parquet(folder / "layout.parquet")
     assert len(table) == 30522
@@ -31,3 +40,36 @@ def test_embedded_default_end_to_end(tmp_path: Path) -> None:
     assert len(zooms) >= 6  # three anchored in configs/default.toml, three automatic
     assert "1991" in zooms["years"]["examples"]  # years sit together on the map
     assert (folder / "overview.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_embedded_default_against_its_contextual_map(runs: Path, tmp_path: Path) -> None:
+    """configs/contextual.toml's question end to end: the input map (reused from the test
+    above when it ran), the contextual map over a standard-library corpus, and `compare`
+    with calibrated agreement, the per-token table and aligned layouts."""
+    corpus = tmp_path / "corpus.txt"
+    subprocess.run([sys.executable, str(ROOT / "scripts/stdlib-corpus.py"), str(corpus)],
+                   check=True, timeout=300)
+    text = (ROOT / "configs/contextual.toml").read_text(encoding="utf-8")
+    text = text.replace('corpus = ["corpus.txt"]', f'corpus = ["{corpus}"]\nmax_texts = 1500')
+    config = tmp_path / "contextual.toml"
+    config.write_text(text + f'\n[output]\ndir = "{runs}"\n', encoding="utf-8")
+    _job("run", str(config))
+    out = tmp_path / "cmp"
+    _job("compare", "--config", str(config), "--out", str(out))
+    result = json.loads((out / "compare.json").read_text())
+    pair = result["pairs"][0]
+    assert pair["shared"] > 1000
+    uniform, category = pair["original"][0], pair["original"][1]
+    # the two spaces agree far beyond any shuffle of the correspondence ...
+    assert uniform["p_value"] < 0.05 and uniform["calibrated"] > 0.2
+    # ... and the within-category null sits above the uniform one
+    assert category["null_mean"] > uniform["null_mean"]
+    moved = pd.read_parquet(next(out.glob("tokens_*.parquet")))
+    assert len(moved) == pair["shared"] and moved["agreement"].between(0, 1).all()
+    assert {"neighbours_a", "neighbours_b", "moved"} <= set(moved.columns)
+    aligned = result["aligned"][1]  # [0] is the reference; contextual.toml sets aligned = true
+    assert "error" not in aligned, aligned
+    assert aligned["knn_preservation_aligned"] > 0.8 * aligned["knn_preservation_independent"]
+    assert (out / "aligned_grid.png").is_file()
+    assert (out / "compare.md").is_file()
