@@ -23,6 +23,7 @@ from job import (
     select,
     source,
     tokens,
+    undertrained,
     weights,
 )
 from job.config import Config, ModelConfig, RenderConfig
@@ -69,17 +70,23 @@ def contextualise(emb: source.Embeddings, config: Config, stages: Stages,
 
 
 def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
-                 occurrences: np.ndarray | None = None,
+                 occurrences: np.ndarray | None = None, input_matrix: np.ndarray | None = None,
                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Token table with x, y for the selected rows, and what the manifest should record.
 
     With ``occurrences`` (contextual vectors), tokens seen fewer than ``min_count`` times are
-    left out before the token selection applies.
+    left out before the token selection applies. The under-trained score is computed on the
+    whole vocabulary of ``input_matrix`` (default ``emb.matrix``): a contextual run passes
+    the input embeddings it replaced, since the score reads what training left in them.
     """
     with stages.stage("tokens"):
         table = tokens.build_table(emb.tokenizer, emb.matrix.shape[0],
                                    tokens.vocab_file_tokens(emb.path))
         vocabulary = table.attrs["vocabulary_checks"]
+    with stages.stage("undertrained"):
+        scored = undertrained.add_columns(
+            table, emb.matrix if input_matrix is None else input_matrix, emb.tokenizer)
+    with stages.stage("tokens"):
         if occurrences is not None:
             table["occurrences"] = occurrences
             table = table[occurrences >= config.contextual.min_count]
@@ -137,6 +144,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         "knn": route.record() if route else None,
         "device": gpu.device_info() if _on_device(backend) else {"kind": "cpu"},
         "quality": score,
+        "undertrained": scored,
     }
     return table, facts
 
@@ -160,8 +168,11 @@ def run_model(model: ModelConfig, config: Config) -> Path:
         stored = _reusable_layout(folder)
         if stored:
             table, facts = stored
+            if undertrained.COLUMN not in table:
+                table, facts = _add_score(model, folder, table, facts, stages)
         else:
             table, facts = _make_layout(model, config, folder, stages)
+        ranked_rows = undertrained.write_ranked(table, folder / undertrained.CSV)
         with stages.stage("render"):
             pictures_part = render_pictures(table, config.render, folder)
         manifest = {
@@ -170,6 +181,7 @@ def run_model(model: ModelConfig, config: Config) -> Path:
             "run_key": rundir.run_key(model, config),
             "layout_reused": stored is not None,
             **pictures_part,
+            "ranked_list": {"file": undertrained.CSV, "rows": ranked_rows},
             "seconds": {**stages.seconds, "total": stages.total},  # this run's stages
             "peak_rss_mib": stages.overall_peak_mib,
             "peak_rss_mib_per_stage": dict(stages.peak_mib),
@@ -189,6 +201,29 @@ def _reusable_layout(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None
     return pd.read_parquet(layout), rundir.read_json(facts)
 
 
+def _add_score(model: ModelConfig, folder: Path, table: pd.DataFrame, facts: dict[str, Any],
+               stages: Stages) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A layout written before the under-trained score existed: compute the score from the
+    model's input embeddings and add its columns to the stored layout, keeping x and y."""
+    log.info("the layout in %s has no under-trained score (written by an earlier version): "
+             "computing it from the model; the layout itself is kept", folder)
+    with stages.stage("load"):
+        emb = source.load(model)
+    with stages.stage("tokens"):
+        full = tokens.build_table(emb.tokenizer, emb.matrix.shape[0],
+                                  tokens.vocab_file_tokens(emb.path))
+    with stages.stage("undertrained"):
+        scored = undertrained.add_columns(full, emb.matrix, emb.tokenizer)
+    del emb
+    rows = table["token_id"].to_numpy()
+    table[undertrained.COLUMN] = full[undertrained.COLUMN].to_numpy()[rows]
+    table[undertrained.ROUNDTRIP] = full[undertrained.ROUNDTRIP].array[rows]
+    facts["undertrained"] = scored | {"added_to_stored_layout": True}
+    rundir.write_parquet(folder / rundir.LAYOUT, table)
+    rundir.write_json(folder / rundir.FACTS, facts)
+    return table, facts
+
+
 def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stages,
                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Compute the layout and write ``layout.parquet`` then ``facts.json``."""
@@ -199,8 +234,10 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
         contextual.check_corpus(config.contextual)  # before the model is loaded
     with stages.stage("load"):
         emb = source.load(model)
+    input_matrix = emb.matrix  # the under-trained score reads the input embeddings
     counts, ctx = contextualise(emb, config, stages) if contextual_run else (None, None)
-    table, facts = layout_model(emb, config, stages, counts)
+    table, facts = layout_model(emb, config, stages, counts, input_matrix)
+    del input_matrix
     if ctx:
         # the corpus pass is costly to repeat: keep the mapped vectors for `compare`
         vectors = emb.matrix[table["token_id"].to_numpy()].astype(np.float16)
