@@ -194,10 +194,12 @@ JS_READY = "window.vocabmap = window.vocabmap || {stats: {}}; " \
 
 
 def _layers(table: pd.DataFrame, cfg: RenderConfig) -> list[tuple[str, str, pd.DataFrame]]:
-    """(level, colour, rows) per non-empty level of the colouring column."""
-    frame = raster.categorical(table, cfg.color_by)
-    key = raster.colour_key(frame, cfg.color_by)
-    levels = frame[cfg.color_by]
+    """(level, colour, rows) per non-empty level of the colouring column (``category`` when
+    that column is continuous, such as ``undertrained``: the page has no colour scale yet)."""
+    column = "category" if raster.is_continuous(table, cfg.color_by) else cfg.color_by
+    frame = raster.categorical(table, column)
+    key = raster.colour_key(frame, column)
+    levels = frame[column]
     return [(str(level), key[level], table[(levels == level).to_numpy()])
             for level in key if (levels == level).any()]
 
