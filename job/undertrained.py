@@ -261,18 +261,18 @@ def _decode_batch(tokenizer: Any, ids: list[list[int]]) -> list[str]:
     return [tokenizer.decode(i, skip_special_tokens=False) for i in ids]
 
 
-def _prefix_ids(tokenizer: Any) -> list[int]:
-    """Tokens to put before a token under test when the encoder would otherwise read it as a
-    word start ("test" → ``▁test``): each a one-token text. [] when no prefix is needed."""
+def _prefix_ids(tokenizer: Any) -> list[list[int]]:
+    """Token sequences to put before a token under test when the encoder would otherwise read
+    it as a word start ("test" → ``▁test``): the encodings of a few short texts (magikarp
+    uses «). [] when no prefix is needed."""
     probe = _encode_batch(tokenizer, ["test"])[0]
     first = tokenizer.convert_ids_to_tokens(probe[0]) if probe else ""
     if not first or first[0] not in " ▁Ġ":
         return []
     out = []
-    for text in _PREFIXES:
-        ids = _encode_batch(tokenizer, [text])[0]
-        if len(ids) == 1:
-            out.append(ids[0])
+    for ids in _encode_batch(tokenizer, list(_PREFIXES)):
+        if ids and ids not in out:
+            out.append(ids)
     return out
 
 
@@ -291,18 +291,17 @@ def roundtrip(tokenizer: Any, table: pd.DataFrame, family: str) -> tuple[pd.Seri
     todo = np.flatnonzero(testable)
     prefixes = _prefix_ids(tokenizer)
     ok = np.zeros(len(todo), bool)
-    for prefix in prefixes or [None]:
+    for lead in prefixes or [[]]:
         left = np.flatnonzero(~ok)
         if not len(left):
             break
-        lead = [] if prefix is None else [prefix]
         want = [lead + [int(ids[todo[j]])] for j in left]
         back = _encode_batch(tokenizer, _decode_batch(tokenizer, want))
         ok[left] = [b == w for b, w in zip(back, want, strict=True)]
     result[todo] = ok
     facts = {"tested": int(len(todo)), "failed": int((~ok).sum()),
              "not_testable": int(len(ids) - len(todo) - holes.sum()),
-             "prefix_tokens": [int(p) for p in prefixes],
+             "prefixes": [tokenizer.decode(p) for p in prefixes],
              "seconds": round(time.perf_counter() - start, 2)}
     log.info("round trip: %d of %d tokens tested, %d do not come back as themselves (%.1f s)",
              facts["tested"], len(ids), facts["failed"], facts["seconds"])

@@ -135,12 +135,14 @@ def undertrained_region(table: pd.DataFrame, keep: np.ndarray, top: int,
     if not len(rows):
         return None
     best = rows[np.argsort(-score[rows], kind="stable")[:top]]
-    x, y = table["x"].to_numpy()[best], table["y"].to_numpy()[best]
+    x = table["x"].to_numpy(dtype=float)[best]
+    y = table["y"].to_numpy(dtype=float)[best]
     found = auto_regions(x, y, 1, n=min(60, len(best)), bins=16)
     if not found:
         return None
     r = found[0]
-    return Region(UNDERTRAINED, r.x0, r.x1, r.y0, r.y1, how=f"undertrained:top{top}")
+    return Region(UNDERTRAINED, float(r.x0), float(r.x1), float(r.y0), float(r.y1),
+                  how=f"undertrained:top{top}")
 
 
 def _anchor_zooms(cfg: RenderConfig) -> list[ZoomConfig]:
