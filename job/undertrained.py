@@ -21,9 +21,11 @@ the input embeddings in a tied model) and the norm on untied input embeddings. v
 the input matrix and cannot always tell whether it is tied (an encoder checkpoint such as the
 embedded default saves no output head), so it computes both on the input matrix and keeps
 the stronger: each indicator is turned into a robust z-score over the whole vocabulary
-(``(value − median) / (1.4826 · MAD)``, signed so that higher means more under-trained), and
+(``(value − median) / (1.4826 · MAD)``, signed so that higher means more under-trained;
+the norm enters as its logarithm, since a row left at its initial scale is a factor off the
+trained rows, not an offset), and
 
-    undertrained = max(z_direction, z_norm)
+    undertrained = max(z_direction, z_log_norm)
 
 **Scale**: robust standard deviations beyond the typical token of this vocabulary on the
 more telling indicator: about 0 for an ordinary token, 3 or more is unusual. Values compare
@@ -207,7 +209,7 @@ def score(matrix: np.ndarray, table: pd.DataFrame, family: str) -> Score:
     kind, reference = choose_reference(table, family, norms)
     pc, share = first_pc(matrix)
     cosine = direction_indicator(matrix, reference, pc, norms)
-    z_dir, z_norm = robust_z(cosine), robust_z(-norms)
+    z_dir, z_norm = robust_z(cosine), robust_z(-np.log(np.maximum(norms, 1e-12)))
     combined = np.maximum(z_dir, z_norm)
     shown = table["display"].astype(str).to_numpy()
     facts = {

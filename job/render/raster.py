@@ -88,11 +88,13 @@ def is_continuous(table: pd.DataFrame, column: str) -> bool:
 
 
 def colour_span(values: np.ndarray) -> tuple[float, float]:
-    """The colour scale's range: the median (typical token) to the largest value."""
+    """The colour scale's range: the median (typical token) to the 99.9th percentile (a few
+    extreme rows, such as all-zero ones, do not squeeze the scale; higher values take the
+    top colour)."""
     finite = values[np.isfinite(values)]
     if not len(finite):
         return 0.0, 1.0
-    lo, hi = float(np.median(finite)), float(finite.max())
+    lo, hi = float(np.median(finite)), float(np.percentile(finite, 99.9))
     return lo, hi if hi > lo else lo + 1.0
 
 
