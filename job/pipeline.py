@@ -71,8 +71,9 @@ def contextualise(emb: source.Embeddings, config: Config, stages: Stages,
 
 def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
                  occurrences: np.ndarray | None = None, input_matrix: np.ndarray | None = None,
-                 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Token table with x, y for the selected rows, and what the manifest should record.
+                 ) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame]:
+    """Token table with x, y for the selected rows, what the manifest should record, and the
+    ranked list of the whole vocabulary's most under-trained tokens (``undertrained.csv``).
 
     With ``occurrences`` (contextual vectors), tokens seen fewer than ``min_count`` times are
     left out before the token selection applies. The under-trained score is computed on the
@@ -87,12 +88,15 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         scored = undertrained.add_columns(
             table, emb.matrix if input_matrix is None else input_matrix, emb.tokenizer)
     with stages.stage("tokens"):
+        vocabulary_table = table
         if occurrences is not None:
             table["occurrences"] = occurrences
             table = table[occurrences >= config.contextual.min_count]
         rows, selection = select.select(table, config.tokens)
         rows = table.index.to_numpy()[rows]  # positions → vocabulary rows
         table = table.loc[rows].reset_index(drop=True)
+        ranked = undertrained.ranked(vocabulary_table, on_map=table["token_id"].to_numpy())
+        del vocabulary_table
     log.info("%s: %d of %d tokens selected (%s), %d dims", emb.label, len(rows),
              emb.matrix.shape[0], selection["rule"], emb.matrix.shape[1])
     # everything the token table can tell is checked before the kNN and the layout start
@@ -146,7 +150,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         "quality": score,
         "undertrained": scored,
     }
-    return table, facts
+    return table, facts, ranked
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -170,9 +174,13 @@ def run_model(model: ModelConfig, config: Config) -> Path:
             table, facts = stored
             if undertrained.COLUMN not in table:
                 table, facts = _add_score(model, folder, table, facts, stages)
+            elif not (folder / undertrained.CSV).is_file():
+                log.info("%s is missing: ranking the tokens of the stored layout (the map's "
+                         "selection) instead of the whole vocabulary", undertrained.CSV)
+                undertrained.write_ranked(undertrained.ranked(table), folder / undertrained.CSV)
         else:
             table, facts = _make_layout(model, config, folder, stages)
-        ranked_rows = undertrained.write_ranked(table, folder / undertrained.CSV)
+        ranked_rows = len(pd.read_csv(folder / undertrained.CSV))
         with stages.stage("render"):
             pictures_part = render_pictures(table, config.render, folder)
         manifest = {
@@ -219,6 +227,7 @@ def _add_score(model: ModelConfig, folder: Path, table: pd.DataFrame, facts: dic
     table[undertrained.COLUMN] = full[undertrained.COLUMN].to_numpy()[rows]
     table[undertrained.ROUNDTRIP] = full[undertrained.ROUNDTRIP].array[rows]
     facts["undertrained"] = scored | {"added_to_stored_layout": True}
+    undertrained.write_ranked(undertrained.ranked(full, on_map=rows), folder / undertrained.CSV)
     rundir.write_parquet(folder / rundir.LAYOUT, table)
     rundir.write_json(folder / rundir.FACTS, facts)
     return table, facts
@@ -236,7 +245,7 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
         emb = source.load(model)
     input_matrix = emb.matrix  # the under-trained score reads the input embeddings
     counts, ctx = contextualise(emb, config, stages) if contextual_run else (None, None)
-    table, facts = layout_model(emb, config, stages, counts, input_matrix)
+    table, facts, ranked = layout_model(emb, config, stages, counts, input_matrix)
     del input_matrix
     if ctx:
         # the corpus pass is costly to repeat: keep the mapped vectors for `compare`
@@ -246,6 +255,8 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
     del emb
     facts["layout_seconds"] = dict(stages.seconds)
     facts["layout_peak_rss_mib"] = dict(stages.peak_mib)
+    # before the layout: a layout on disk always has its ranked list beside it
+    undertrained.write_ranked(ranked, folder / undertrained.CSV)
     rundir.write_parquet(folder / rundir.LAYOUT, table)
     rundir.write_json(folder / rundir.FACTS, facts)
     return table, facts

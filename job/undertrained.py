@@ -325,25 +325,28 @@ def add_columns(table: pd.DataFrame, matrix: np.ndarray, tokenizer: Any,
 
 CSV = "undertrained.csv"
 TOP = 500  # rows of the ranked list
-CSV_COLUMNS = ("rank", "token_id", "display", COLUMN, ROUNDTRIP, "category")
+CSV_COLUMNS = ("rank", "token_id", "display", COLUMN, ROUNDTRIP, "category", "on_map")
 
 
-def ranked(table: pd.DataFrame, top: int = TOP) -> pd.DataFrame:
-    """The ``top`` rows of ``table`` with the highest score, highest first (ties: lower id
-    first), with the columns of ``undertrained.csv``."""
+def ranked(table: pd.DataFrame, on_map: np.ndarray | None = None, top: int = TOP,
+           ) -> pd.DataFrame:
+    """The ``top`` rows of ``table`` (the whole vocabulary) with the highest score, highest
+    first (ties: lower id first), with the columns of ``undertrained.csv``; ``on_map`` says
+    which ids the map shows (the token selection; default: all)."""
     order = table.sort_values([COLUMN, "token_id"], ascending=[False, True],
                               na_position="last", kind="stable").head(top)
     out = order[["token_id", "display", COLUMN, ROUNDTRIP, "category"]].copy()
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     out[COLUMN] = out[COLUMN].round(4)
     out["category"] = out["category"].astype(str)
+    out["on_map"] = (np.ones(len(out), bool) if on_map is None
+                     else np.isin(out["token_id"].to_numpy(), on_map))
     return out.reset_index(drop=True)
 
 
-def write_ranked(table: pd.DataFrame, path: Any) -> int:
-    """Write the ranked list as CSV (UTF-8, atomically); returns its row count."""
+def write_ranked(frame: pd.DataFrame, path: Any) -> int:
+    """Write a :func:`ranked` list as CSV (UTF-8, atomically); returns its row count."""
     from job.rundir import atomic_write
 
-    frame = ranked(table)
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, encoding="utf-8"))
     return len(frame)

@@ -236,6 +236,28 @@ def test_run_writes_the_columns_the_ranked_list_and_the_zoom(
     assert np.isin(inside, planted[1]).sum() >= 15
 
 
+def test_the_ranked_list_covers_the_whole_vocabulary_beside_a_selection(
+        planted: tuple[Path, list[int]], tmp_path: Path) -> None:
+    """select = "last" maps the last ids; the ranked list still ranks every token and says
+    which of them the map shows (configs/rarest.toml)."""
+    text = FAST.format(model=planted[0], out=tmp_path / "runs")
+    text += '\n[tokens]\nselect = "last"\nn = 200\n'
+    config = tmp_path / "last.toml"
+    config.write_text(text, encoding="utf-8")
+    proc = _run("run", str(config))
+    assert proc.returncode == 0, proc.stderr
+    folder = Path(proc.stdout.strip().splitlines()[-1])
+    table = pd.read_parquet(folder / "layout.parquet")
+    assert len(table) == 200 and table["token_id"].min() == 566 - 200
+    ranked = pd.read_csv(folder / "undertrained.csv")
+    unused = ranked[ranked["category"] == "unused"]
+    assert len(unused) == 20 and not unused["on_map"].any()  # ids 1..20: not among the last
+    mapped = ranked[ranked["on_map"]]
+    assert set(mapped["token_id"]) <= set(table["token_id"])
+    later = [i for i in planted[1] if i >= 366]
+    assert set(later) <= set(mapped["token_id"].head(len(later) + 3))
+
+
 def test_colour_by_undertrained_draws_a_scale_and_a_colour_bar(
         planted_run: Path) -> None:
     proc = _run("render", str(planted_run), "--color-by", "undertrained")
