@@ -359,6 +359,7 @@ OTHER_RENDER = """[render]
 width = 300
 height = 300
 auto_zooms = 0
+undertrained_zoom = 0
 html = false
 zooms = [{ name = "corner", box = [-100, 0, -100, 0] }]
 
@@ -393,7 +394,8 @@ def test_render_settings_decide_the_pictures(fast_config: Path, tmp_path: Path,
     assert "render settings differ from the run directory's: redrawing pictures" in caplog.text
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
         "facts.json", "layout.parquet", "manifest.json", "notes.txt", "overview-old.png",
-        "overview.png", "zoom_corner.png"]  # the earlier render's zooms and page are gone
+        "overview.png", "undertrained.csv", "zoom_corner.png",
+    ]  # the earlier render's zooms and page are gone
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["config"]["render"]["width"] == 300
     assert manifest["rendered"]["files"] == ["overview.png", "zoom_corner.png"]
