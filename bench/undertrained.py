@@ -204,7 +204,9 @@ def run_job(matrix: np.ndarray, table: pd.DataFrame, folder: Path, n: int, seed:
     print(f"\nthe job on a planted copy (seed {seed}, {n} rows; {time.perf_counter() - start:.0f}"
           f" s wall): {run}")
     print(f"  P@{n} planted among latin words: {np.isin(order[:n], ids).mean():.3f}; "
-          f"planted rows in undertrained.csv's {len(ranked)} rows: {in_list}")
+          f"planted rows in undertrained.csv's {len(ranked)} rows: {in_list} (ranks "
+          f"{np.percentile(ranked.loc[np.isin(ranked['token_id'], ids), 'rank'], [0, 50, 100])}"
+          ")")
     print(f"  undertrained stage {manifest['seconds'].get('undertrained', 0):.2f} s; "
           f"zoom 'undertrained': {zoom['points'] if zoom else 0} tokens, "
           f"{np.isin(zoom['examples'] if zoom else [], layout.loc[ids, 'display']).sum()} of "

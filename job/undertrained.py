@@ -324,15 +324,20 @@ def add_columns(table: pd.DataFrame, matrix: np.ndarray, tokenizer: Any,
 # --- the ranked list -------------------------------------------------------------------------
 
 CSV = "undertrained.csv"
-TOP = 500  # rows of the ranked list
+# the ranked list holds every token scoring at least LIST_THRESHOLD ("unusual"), at least
+# LIST_MIN rows and at most LIST_MAX: a vocabulary's known placeholders alone can fill the
+# first hundreds of ranks (994 [unusedN] in the embedded default)
+LIST_THRESHOLD, LIST_MIN, LIST_MAX = 3.0, 500, 20_000
 CSV_COLUMNS = ("rank", "token_id", "display", COLUMN, ROUNDTRIP, "category", "on_map")
 
 
-def ranked(table: pd.DataFrame, on_map: np.ndarray | None = None, top: int = TOP,
-           ) -> pd.DataFrame:
-    """The ``top`` rows of ``table`` (the whole vocabulary) with the highest score, highest
-    first (ties: lower id first), with the columns of ``undertrained.csv``; ``on_map`` says
-    which ids the map shows (the token selection; default: all)."""
+def ranked(table: pd.DataFrame, on_map: np.ndarray | None = None) -> pd.DataFrame:
+    """The highest-scoring rows of ``table`` (the whole vocabulary), highest first (ties:
+    lower id first), with the columns of ``undertrained.csv``: every row scoring at least
+    ``LIST_THRESHOLD``, within ``LIST_MIN`` … ``LIST_MAX`` rows. ``on_map`` says which ids
+    the map shows (the token selection; default: all)."""
+    unusual = int((table[COLUMN] >= LIST_THRESHOLD).sum())
+    top = min(max(unusual, LIST_MIN), LIST_MAX)
     order = table.sort_values([COLUMN, "token_id"], ascending=[False, True],
                               na_position="last", kind="stable").head(top)
     out = order[["token_id", "display", COLUMN, ROUNDTRIP, "category"]].copy()
