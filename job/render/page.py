@@ -324,7 +324,8 @@ def write(table: pd.DataFrame, cfg: RenderConfig, regions: list[Region], path: P
     from bokeh.resources import INLINE
 
     start = time.perf_counter()
-    title = f"{path.parent.name}: {len(table):,} tokens by {cfg.color_by}"
+    shown = "category" if raster.is_continuous(table, cfg.color_by) else cfg.color_by
+    title = f"{path.parent.name}: {len(table):,} tokens by {shown}"
     html = _offline(file_html(build(table, cfg, regions, title), INLINE, title=title))
     atomic_write(path, lambda tmp: tmp.write_text(html, encoding="utf-8"))
     facts = {"bytes": path.stat().st_size, "seconds": round(time.perf_counter() - start, 2)}
