@@ -162,9 +162,10 @@ def run_model(model: ModelConfig, config: Config) -> Path:
     """Lay out (or reuse) and render one model; returns its run directory.
 
     The run holds the run directory's lock throughout (``rundir.claim``). Files land in this
-    order, each atomically: ``vectors.npy`` (contextual), ``layout.parquet``, ``facts.json``,
-    the pictures, ``manifest.json``; so a run killed at any moment leaves a prefix that the
-    rerun reuses (a layout only with its facts) or redoes.
+    order, each atomically: ``vectors.npy`` (contextual), ``layout.parquet``,
+    ``undertrained.csv``, ``facts.json``, the pictures, ``manifest.json``; so a run killed
+    at any moment leaves a prefix that the rerun reuses (a layout only with its facts) or
+    redoes.
     """
     folder = rundir.run_dir(model, config)
     with rundir.claim(folder):
@@ -255,9 +256,9 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
     del emb
     facts["layout_seconds"] = dict(stages.seconds)
     facts["layout_peak_rss_mib"] = dict(stages.peak_mib)
-    # before the layout: a layout on disk always has its ranked list beside it
-    undertrained.write_ranked(ranked, folder / undertrained.CSV)
     rundir.write_parquet(folder / rundir.LAYOUT, table)
+    # before facts.json: a reusable layout (one with its facts) has its ranked list beside it
+    undertrained.write_ranked(ranked, folder / undertrained.CSV)
     rundir.write_json(folder / rundir.FACTS, facts)
     return table, facts
 
