@@ -222,7 +222,8 @@ def parser() -> argparse.ArgumentParser:
                             help="re-render a finished run without recomputing")
     render.add_argument("run_dir")
     render.add_argument("--config", help="take [render] from this TOML instead of the run's")
-    render.add_argument("--color-by", help="colour by this token-table column")
+    render.add_argument("--color-by", help="colour by this token-table column (category, "
+                        "script, pos, or undertrained: a colour scale)")
     render.set_defaults(func=cmd_render)
     _flags(render)
     check = sub.add_parser("check",
@@ -252,7 +253,8 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--aligned", action=argparse.BooleanOptionalAction, default=None,
                      help="also lay out the later runs from the first run's map "
                      "(compare.aligned; openTSNE on the CPU)")
-    cmp.add_argument("--color-by", help="token-table column to colour by (compare.color_by)")
+    cmp.add_argument("--color-by", help="token-table column to colour by (compare.color_by; "
+                     "undertrained: one colour scale)")
     cmp.add_argument("--logs", help="with --config: log file of model INDEX, as a pattern "
                      "with {index}, to quote a failed model's error")
     cmp.add_argument("--dry-run", action="store_true", help="print the run directories and "

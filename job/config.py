@@ -118,12 +118,16 @@ class ZoomConfig:
 class RenderConfig:
     """Pictures: sizes, colouring, zoom regions, the interactive page."""
 
-    color_by: str = "category"  # any categorical column of the token table
+    # any categorical column of the token table, or "undertrained" (a colour scale)
+    color_by: str = "category"
     width: int = 1600
     height: int = 1600
     zoom_width: int = 1100
     zoom_height: int = 1100
     auto_zooms: int = 3  # zooms picked from the densest clusters, besides the configured ones
+    # a zoom named "undertrained" around the densest group of this many highest-scoring
+    # ordinary tokens (placeholders and special tokens left out); 0 = none
+    undertrained_zoom: int = 150
     max_labels: int = 250  # labels per zoom at most
     font_size: int = 15
     html: bool = True  # the interactive map.html
@@ -211,6 +215,7 @@ _CHECKS: dict[str, Any] = {
     "render.zoom_height": lambda v: 64 <= v <= 20000 or "must be between 64 and 20000",
     "render.auto_zooms": lambda v: 0 <= v <= 24 or "must be between 0 and 24",
     "render.max_labels": lambda v: v >= 0 or "must be >= 0",
+    "render.undertrained_zoom": lambda v: v >= 0 or "must be >= 0 (0 = no such zoom)",
     "render.font_size": lambda v: 6 <= v <= 96 or "must be between 6 and 96",
     "render.html_max_labels": lambda v: v >= 0 or "must be >= 0",
     "render.html_label_points": lambda v: v >= 0 or "must be >= 0",

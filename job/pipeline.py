@@ -24,6 +24,7 @@ from job import (
     select,
     source,
     tokens,
+    undertrained,
     weights,
 )
 from job.config import Config, ModelConfig, RenderConfig
@@ -70,25 +71,35 @@ def contextualise(emb: source.Embeddings, config: Config, stages: Stages,
 
 
 def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
-                 occurrences: np.ndarray | None = None,
-                 ) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None]:
-    """Token table with x, y for the selected rows, what the manifest should record, and
-    each token's original-space neighbours (``neighbours.parquet``; None when
-    ``render.neighbours`` is 0).
+                 occurrences: np.ndarray | None = None, input_matrix: np.ndarray | None = None,
+                 ) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None, pd.DataFrame]:
+    """Token table with x, y for the selected rows, what the manifest should record, each
+    token's original-space neighbours (``neighbours.parquet``; None when
+    ``render.neighbours`` is 0), and the ranked list of the whole vocabulary's most
+    under-trained tokens (``undertrained.csv``).
 
     With ``occurrences`` (contextual vectors), tokens seen fewer than ``min_count`` times are
-    left out before the token selection applies.
+    left out before the token selection applies. The under-trained score is computed on the
+    whole vocabulary of ``input_matrix`` (default ``emb.matrix``): a contextual run passes
+    the input embeddings it replaced, since the score reads what training left in them.
     """
     with stages.stage("tokens"):
         table = tokens.build_table(emb.tokenizer, emb.matrix.shape[0],
                                    tokens.vocab_file_tokens(emb.path))
         vocabulary = table.attrs["vocabulary_checks"]
+    with stages.stage("undertrained"):
+        scored = undertrained.add_columns(
+            table, emb.matrix if input_matrix is None else input_matrix, emb.tokenizer)
+    with stages.stage("tokens"):
+        vocabulary_table = table
         if occurrences is not None:
             table["occurrences"] = occurrences
             table = table[occurrences >= config.contextual.min_count]
         rows, selection = select.select(table, config.tokens)
         rows = table.index.to_numpy()[rows]  # positions → vocabulary rows
         table = table.loc[rows].reset_index(drop=True)
+        ranked = undertrained.ranked(vocabulary_table, on_map=table["token_id"].to_numpy())
+        del vocabulary_table
     log.info("%s: %d of %d tokens selected (%s), %d dims", emb.label, len(rows),
              emb.matrix.shape[0], selection["rule"], emb.matrix.shape[1])
     # everything the token table can tell is checked before the kNN and the layout start
@@ -146,10 +157,11 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         "knn": route.record() if route else None,
         "device": gpu.device_info() if _on_device(backend) else {"kind": "cpu"},
         "quality": score,
+        "undertrained": scored,
     }
     if near is not None:
         facts["neighbours"] = near_facts | {"file": nearest.FILE}
-    return table, facts, near
+    return table, facts, near, ranked
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -161,9 +173,10 @@ def run_model(model: ModelConfig, config: Config) -> Path:
     """Lay out (or reuse) and render one model; returns its run directory.
 
     The run holds the run directory's lock throughout (``rundir.claim``). Files land in this
-    order, each atomically: ``vectors.npy`` (contextual), ``layout.parquet``, ``facts.json``,
-    the pictures, ``manifest.json``; so a run killed at any moment leaves a prefix that the
-    rerun reuses (a layout only with its facts) or redoes.
+    order, each atomically: ``vectors.npy`` (contextual), ``layout.parquet``,
+    ``undertrained.csv``, ``facts.json``, the pictures, ``manifest.json``; so a run killed
+    at any moment leaves a prefix that the rerun reuses (a layout only with its facts) or
+    redoes.
     """
     folder = rundir.run_dir(model, config)
     with rundir.claim(folder):
@@ -171,9 +184,16 @@ def run_model(model: ModelConfig, config: Config) -> Path:
         stored = _reusable_layout(folder)
         if stored:
             table, facts = stored
+            if undertrained.COLUMN not in table:
+                table, facts = _add_score(model, folder, table, facts, stages)
+            elif not (folder / undertrained.CSV).is_file():
+                log.info("%s is missing: ranking the tokens of the stored layout (the map's "
+                         "selection) instead of the whole vocabulary", undertrained.CSV)
+                undertrained.write_ranked(undertrained.ranked(table), folder / undertrained.CSV)
             _ensure_neighbours(model, config, folder, table, facts, stages)
         else:
             table, facts = _make_layout(model, config, folder, stages)
+        ranked_rows = len(pd.read_csv(folder / undertrained.CSV))
         with stages.stage("render"):
             pictures_part = render_pictures(table, config.render, folder,
                                             model=facts["model"]["label"])
@@ -183,6 +203,7 @@ def run_model(model: ModelConfig, config: Config) -> Path:
             "run_key": rundir.run_key(model, config),
             "layout_reused": stored is not None,
             **pictures_part,
+            "ranked_list": {"file": undertrained.CSV, "rows": ranked_rows},
             "seconds": {**stages.seconds, "total": stages.total},  # this run's stages
             "peak_rss_mib": stages.overall_peak_mib,
             "peak_rss_mib_per_stage": dict(stages.peak_mib),
@@ -202,6 +223,30 @@ def _reusable_layout(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None
     return pd.read_parquet(layout), rundir.read_json(facts)
 
 
+def _add_score(model: ModelConfig, folder: Path, table: pd.DataFrame, facts: dict[str, Any],
+               stages: Stages) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A layout written before the under-trained score existed: compute the score from the
+    model's input embeddings and add its columns to the stored layout, keeping x and y."""
+    log.info("the layout in %s has no under-trained score (written by an earlier version): "
+             "computing it from the model; the layout itself is kept", folder)
+    with stages.stage("load"):
+        emb = source.load(model)
+    with stages.stage("tokens"):
+        full = tokens.build_table(emb.tokenizer, emb.matrix.shape[0],
+                                  tokens.vocab_file_tokens(emb.path))
+    with stages.stage("undertrained"):
+        scored = undertrained.add_columns(full, emb.matrix, emb.tokenizer)
+    del emb
+    rows = table["token_id"].to_numpy()
+    table[undertrained.COLUMN] = full[undertrained.COLUMN].to_numpy()[rows]
+    table[undertrained.ROUNDTRIP] = full[undertrained.ROUNDTRIP].array[rows]
+    facts["undertrained"] = scored | {"added_to_stored_layout": True}
+    undertrained.write_ranked(undertrained.ranked(full, on_map=rows), folder / undertrained.CSV)
+    rundir.write_parquet(folder / rundir.LAYOUT, table)
+    rundir.write_json(folder / rundir.FACTS, facts)
+    return table, facts
+
+
 def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stages,
                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Compute the layout and write ``layout.parquet`` then ``facts.json``."""
@@ -212,8 +257,10 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
         contextual.check_corpus(config.contextual)  # before the model is loaded
     with stages.stage("load"):
         emb = source.load(model)
+    input_matrix = emb.matrix  # the under-trained score reads the input embeddings
     counts, ctx = contextualise(emb, config, stages) if contextual_run else (None, None)
-    table, facts, near = layout_model(emb, config, stages, counts)
+    table, facts, near, ranked = layout_model(emb, config, stages, counts, input_matrix)
+    del input_matrix
     if ctx:
         # the corpus pass is costly to repeat: keep the mapped vectors for `compare`
         vectors = emb.matrix[table["token_id"].to_numpy()].astype(np.float16)
@@ -225,6 +272,8 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
     rundir.write_parquet(folder / rundir.LAYOUT, table)
     if near is not None:
         nearest.write(folder / nearest.FILE, near, facts["neighbours"])
+    # before facts.json: a reusable layout (one with its facts) has its ranked list beside it
+    undertrained.write_ranked(ranked, folder / undertrained.CSV)
     rundir.write_json(folder / rundir.FACTS, facts)
     return table, facts
 

@@ -250,3 +250,65 @@ def big_bert(folder: Path, vocab: int = 16000, hidden: int = 1024, intermediate:
         vocab, hidden, generator=generator).to(kind)
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
     return folder
+
+
+# --- a model with under-trained rows (job/undertrained.py) -----------------------------------
+
+def trained_like_matrix(n: int, dims: int, seed: int = 0) -> object:
+    """Rows shaped like trained embeddings: a shared offset, a low-rank part that carries
+    the "meaning", uneven norms around 1, a little noise (float32)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    latent = rng.standard_normal((n, 6)) @ rng.standard_normal((6, dims)) / np.sqrt(6 * dims)
+    offset = rng.standard_normal(dims) / np.sqrt(dims) * 0.5
+    rows = offset + 2.0 * latent + rng.normal(0, 0.05, (n, dims))
+    return (rows * rng.uniform(0.8, 1.3, (n, 1))).astype(np.float32)
+
+
+def planted_bert(folder: Path, unused: int = 20, words: int = 400, planted: int = 30,
+                 hidden: int = 32, seed: int = 0) -> tuple[Path, list[int]]:
+    """A BERT whose input embeddings look trained, except two kinds of under-trained rows:
+    ``[unused0..]`` placeholders that drifted together into one direction (as never-seen
+    rows of a tied model do), and ``planted`` ordinary word rows (``tok<i>``) left at their
+    random initialisation, N(0, 0.02) as BERT's ``initializer_range``. Returns the folder
+    and the planted ids."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(unused)]
+    vocab += [t for t in wordpiece_vocab(words) if t != "[PAD]"]
+    vocab = list(dict.fromkeys(vocab))
+    tiny_bert_from_vocab(folder, vocab, hidden, seed)
+    rng = np.random.default_rng(seed + 1)
+    matrix = trained_like_matrix(len(vocab), hidden, seed)
+    direction = rng.standard_normal(hidden)
+    direction /= np.linalg.norm(direction)
+    matrix[1:1 + unused] = 0.3 * direction + rng.normal(0, 0.03, (unused, hidden))
+    pool = [i for i, t in enumerate(vocab) if t.startswith("tok")]
+    ids = sorted(int(i) for i in rng.choice(pool, planted, replace=False))
+    matrix[ids] = rng.normal(0, 0.02, (planted, hidden))
+    path = folder / "model.safetensors"
+    tensors = load_file(str(path))
+    key = next(k for k in tensors if k.endswith("word_embeddings.weight"))
+    tensors[key] = matrix.astype(tensors[key].dtype)
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    return folder, ids
+
+
+def tiny_bert_from_vocab(folder: Path, vocab: list[str], hidden: int = 32, seed: int = 0,
+                         ) -> Path:
+    """A random 2-layer BERT with exactly this WordPiece vocabulary."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=2 * hidden,
+                        max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    return folder

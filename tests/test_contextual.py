@@ -166,6 +166,18 @@ def test_job_maps_contextual_vectors_with_min_count(bert_dir: Path, tmp_path: Pa
     assert facts["left_out_below_min_count"] == sum(1 for c in counts.values() if c < 4)
     assert facts["never_seen"] == len(tokenizer) - len(counts)
     assert facts["texts"] == len(TEXTS) and facts["tokens_per_second"] > 0
+    # the under-trained score reads the input embeddings the contextual vectors replaced,
+    # over the whole vocabulary (job/undertrained.py)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["undertrained"]["matrix"] == "input"
+    from job import source, tokens, undertrained
+    from job.config import ModelConfig
+
+    emb = source.load(ModelConfig(id=str(bert_dir)))
+    full = tokens.build_table(emb.tokenizer, emb.matrix.shape[0],
+                              tokens.vocab_file_tokens(emb.path))
+    want = undertrained.score(emb.matrix, full, full.attrs["family"]).undertrained
+    np.testing.assert_allclose(table["undertrained"], want[kept], atol=1e-5)
 
 
 def test_missing_corpus_is_a_one_line_error(bert_dir: Path, tmp_path: Path,

@@ -63,7 +63,8 @@ def test_run_writes_a_complete_run_directory(finished_run: Path, bert_dir: Path)
 
     assert non_white_share(finished_run / "overview.png") > 0.001
     zooms = sorted(p.name for p in finished_run.glob("zoom_*.png"))
-    assert "zoom_days.png" in zooms and len(zooms) == 3  # 1 anchor + 2 automatic
+    # 1 anchor, the most under-trained tokens, 2 automatic
+    assert "zoom_days.png" in zooms and "zoom_undertrained.png" in zooms and len(zooms) == 4
     days = next(z for z in manifest["rendered"]["zooms"] if z["name"] == "days")
     assert "monday" in days["examples"] and days["labels"] >= 5
     for name in zooms:

@@ -359,6 +359,7 @@ OTHER_RENDER = """[render]
 width = 300
 height = 300
 auto_zooms = 0
+undertrained_zoom = 0
 html = false
 zooms = [{ name = "corner", box = [-100, 0, -100, 0] }]
 
@@ -394,7 +395,7 @@ def test_render_settings_decide_the_pictures(fast_config: Path, tmp_path: Path,
     # the earlier render's zooms and page are gone
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
         "facts.json", "layout.parquet", "manifest.json", "neighbours.parquet", "notes.txt",
-        "overview-old.png", "overview.png", "zoom_corner.png"]
+        "overview-old.png", "overview.png", "undertrained.csv", "zoom_corner.png"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["config"]["render"]["width"] == 300
     assert manifest["rendered"]["files"] == ["overview.png", "zoom_corner.png"]
@@ -416,7 +417,7 @@ def test_zoom_counts_agree_in_title_log_and_manifest(fast_config: Path,
     assert code == 0, err
     manifest = json.loads((folder_of(fast_config) / "manifest.json").read_text())
     zooms = manifest["rendered"]["zooms"]
-    assert len(zooms) == 3
+    assert len(zooms) == 4  # 1 anchor, the most under-trained tokens, 2 automatic
     label, n = manifest["model"]["label"], manifest["selection"]["selected"]
     for z in zooms:  # the title names the model and its token count, then the zoom's
         assert z["title"] == (f"{label}: {n:,} tokens · {z['name']}: {z['points']:,} shown, "

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from job.compare.runs import CompareError
 from job.config import RenderConfig
 from job.render import labels as lab
 from job.render import raster, zooms
@@ -59,9 +60,58 @@ def _tile(panels: list[Image.Image], columns: int, title: str, size: int) -> Ima
     return sheet
 
 
+def scale_span(tables: list[pd.DataFrame], column: str) -> tuple[float, float]:
+    """One colour scale for every panel: the median of all values to the largest."""
+    return raster.colour_span(np.concatenate([t[column].to_numpy(dtype=float)
+                                              for t in tables]))
+
+
+def is_continuous(tables: list[pd.DataFrame], column: str) -> bool:
+    """Whether ``column`` is a float column (a colour scale) in these runs. A run that lacks
+    it while others have it (a run directory of an earlier version) is an error naming the
+    fix."""
+    have = [column in t for t in tables]
+    if any(have) and not all(have) and any(raster.is_continuous(t, column) for t in tables):
+        raise CompareError(f"--color-by {column}: {have.count(False)} of the runs have no "
+                           f"{column!r} column (made by an earlier version); run "
+                           "`python -m job run` on their configs again to add it")
+    return all(raster.is_continuous(t, column) for t in tables)
+
+
+def _grid_scale(tables: list[pd.DataFrame], titles: list[str], column: str, panel: int,
+                columns: int, font_size: int) -> Image.Image:
+    """The grid for a continuous column: one colour scale for every panel, a colour bar in
+    the header."""
+    frames = [t[["x", "y", column]] for t in tables]
+    span = scale_span(tables, column)
+    canvas = raster.full_canvas(pd.concat([f[["x", "y"]] for f in frames]), panel, panel)
+    panels = [_titled(raster.shade_scale(raster.aggregate_max(f, canvas, column), span, 1),
+                      title, font_size) for f, title in zip(frames, titles, strict=True)]
+    title = f"maps aligned onto {titles[0].split(' (')[0]}, coloured by {column}:"
+    sheet = _tile(panels, columns, title, font_size)
+    draw = ImageDraw.Draw(sheet)
+    fnt = lab.font(font_size)
+    ends = f"{span[0]:.2f} … {span[1]:.2f}"
+    x = int(draw.textlength(title, font=lab.font(font_size + 2))) + 2 * GAP
+    need = x + raster.BAR_WIDTH + 6 + int(draw.textlength(ends, font=fnt)) + GAP
+    if need > sheet.width:  # widen the sheet so the colour bar fits beside the title
+        wider = Image.new("RGB", (need, sheet.height), "#dddddd")
+        wider.paste(sheet, (0, 0))
+        sheet, draw = wider, ImageDraw.Draw(wider)
+    bar = (x, 9, x + raster.BAR_WIDTH, 9 + font_size)
+    for i in range(raster.BAR_WIDTH):
+        value = span[0] + (span[1] - span[0]) * i / (raster.BAR_WIDTH - 1)
+        draw.line((bar[0] + i, bar[1], bar[0] + i, bar[3]),
+                  fill=raster.scale_colour(value, span))
+    draw.text((bar[2] + 6, 8), ends, fill="black", font=fnt)
+    return sheet
+
+
 def grid(tables: list[pd.DataFrame], titles: list[str], color_by: str = "category",
          panel: int = 700, columns: int = 3, font_size: int = 15) -> Image.Image:
     """Every map (already aligned onto the first) on one canvas range, side by side."""
+    if is_continuous(tables, color_by):
+        return _grid_scale(tables, titles, color_by, panel, columns, font_size)
     levels = shared_levels(tables, color_by)
     frames = [raster.categorical(_with_levels(t, color_by, levels), color_by) for t in tables]
     canvas = raster.full_canvas(pd.concat([f[["x", "y"]] for f in frames]), panel, panel)
@@ -112,10 +162,11 @@ def anchor_row(tables: list[pd.DataFrame], titles: list[str], anchor: str,
     Returns the picture and, per model, the display texts of the anchor's nearest tokens on
     that map (empty where the model has no such token).
     """
-    levels = shared_levels(tables, cfg.color_by)
+    continuous = is_continuous(tables, cfg.color_by)
+    levels = [] if continuous else shared_levels(tables, cfg.color_by)
     panels, nearest = [], []
     for table, title in zip(tables, titles, strict=True):
-        frame = _with_levels(table, cfg.color_by, levels)
+        frame = table if continuous else _with_levels(table, cfg.color_by, levels)
         row = find_anchor(frame, anchor)
         if row is None:
             panels.append(_titled(_missing(cfg.zoom_width, f"{anchor!r}: not a token here",

@@ -23,6 +23,10 @@ CATEGORY_COLOURS = {
 }
 BACKGROUND = "white"
 MAX_LEVELS = 64  # colours in one picture (a legend entry and a page layer each)
+# Continuous columns (the under-trained score): light blue at the typical value (the median)
+# through orange to dark red at the largest; a pixel shows the highest value drawn in it.
+SCALE_STOPS = ("#a6bddb", "#fdae61", "#d7191c", "#67000d")
+BAR_WIDTH = 220
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,81 @@ def categorical(table: pd.DataFrame, column: str) -> pd.DataFrame:
     return frame
 
 
+def is_continuous(table: pd.DataFrame, column: str) -> bool:
+    """A float column (such as ``undertrained``): drawn with a colour scale, not a legend."""
+    return column in table and pd.api.types.is_float_dtype(table[column].dtype)
+
+
+def colour_span(values: np.ndarray) -> tuple[float, float]:
+    """The colour scale's range: the median (typical token) to the 99.9th percentile (a few
+    extreme rows, such as all-zero ones, do not squeeze the scale; higher values take the
+    top colour)."""
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return 0.0, 1.0
+    lo, hi = float(np.median(finite)), float(np.percentile(finite, 99.9))
+    return lo, hi if hi > lo else lo + 1.0
+
+
+def aggregate_max(frame: pd.DataFrame, canvas: Canvas, column: str):
+    """The largest value of ``column`` per pixel (``xarray.DataArray`` (H, W), NaN where no
+    point falls)."""
+    import datashader as ds
+
+    cvs = ds.Canvas(plot_width=canvas.width, plot_height=canvas.height,
+                    x_range=(canvas.x0, canvas.x1), y_range=(canvas.y0, canvas.y1))
+    return cvs.points(frame, "x", "y", agg=ds.max(column))
+
+
+def shade_scale(agg, span: tuple[float, float], spread: int) -> Image.Image:
+    """Colour a per-pixel value aggregate on ``SCALE_STOPS`` over ``span`` (linear)."""
+    import datashader.transfer_functions as tf
+
+    img = tf.shade(agg, cmap=list(SCALE_STOPS), how="linear", span=list(span))
+    if spread:
+        img = tf.spread(img, px=spread)
+    img = tf.set_background(img, BACKGROUND)
+    return img.to_pil().convert("RGB")
+
+
+def scale_colour(value: float, span: tuple[float, float]) -> tuple[int, int, int]:
+    """The RGB colour ``shade_scale`` gives ``value`` (for colour bars and tests)."""
+    t = min(max((value - span[0]) / (span[1] - span[0]), 0.0), 1.0) * (len(SCALE_STOPS) - 1)
+    i = min(int(t), len(SCALE_STOPS) - 2)
+    a, b = (np.array(Image.new("RGB", (1, 1), c).getpixel((0, 0))) for c in
+            SCALE_STOPS[i:i + 2])
+    return tuple(int(round(v)) for v in a + (b - a) * (t - i))
+
+
+def colour_bar(draw: ImageDraw.ImageDraw, span: tuple[float, float], size: int, title: str,
+               note: str = "", origin: tuple[int, int] = (8, 8)) -> tuple[int, int, int, int]:
+    """A boxed title, a horizontal colour bar over ``span`` and its end values; returns the
+    bar's pixel box (x0, y0, x1, y1)."""
+    x, y = origin
+    line = size + 6
+    w = max(BAR_WIDTH, lab.measure(title, size)[0], lab.measure(note, size)[0]) + 12
+    rows = 3 + bool(note)
+    draw.rectangle((x, y, x + w, y + 8 + line * rows), fill="#ffffffdd", outline="#999999")
+    lab.draw_text(draw, (x + 6, y + 4), title, size)
+    bar = (x + 6, y + 4 + line, x + 6 + BAR_WIDTH, y + 4 + line + size)
+    for i in range(BAR_WIDTH):
+        value = span[0] + (span[1] - span[0]) * i / (BAR_WIDTH - 1)
+        draw.line((bar[0] + i, bar[1], bar[0] + i, bar[3]), fill=scale_colour(value, span))
+    lab.draw_text(draw, (bar[0], bar[3] + 2), f"{span[0]:.2f}", size)
+    hi = f"{span[1]:.2f}"
+    lab.draw_text(draw, (bar[2] - lab.measure(hi, size)[0], bar[3] + 2), hi, size)
+    if note:
+        lab.draw_text(draw, (x + 6, y + 4 + line * 3), note, size)
+    return bar
+
+
+def _scale_note(table: pd.DataFrame, column: str) -> str:
+    if column != "undertrained":
+        return ""
+    high = int((table[column] >= 3).sum())
+    return f"{high:,} tokens at >= 3 (unusual)"
+
+
 def aggregate(frame: pd.DataFrame, canvas: Canvas, column: str):
     """Counts per pixel and category (``xarray.DataArray`` of shape (H, W, categories))."""
     import datashader as ds
@@ -122,10 +201,17 @@ def overview(table: pd.DataFrame, regions: list[Region], cfg: RenderConfig, mode
     """Every point coloured by ``cfg.color_by``, with a legend and the zoom regions outlined;
     the legend's title names ``model`` and the token count."""
     canvas = full_canvas(table, cfg.width, cfg.height)
-    frame = categorical(table, cfg.color_by)
-    agg = aggregate(frame, canvas, cfg.color_by)
-    key = colour_key(frame, cfg.color_by)
-    img = shade(agg, key, spread=1)
+    continuous = is_continuous(table, cfg.color_by)
+    if continuous:
+        frame = table[["x", "y", cfg.color_by]]
+        span = colour_span(frame[cfg.color_by].to_numpy())
+        agg = aggregate_max(frame, canvas, cfg.color_by)
+        img = shade_scale(agg, span, spread=1)
+    else:
+        frame = categorical(table, cfg.color_by)
+        agg = aggregate(frame, canvas, cfg.color_by)
+        key = colour_key(frame, cfg.color_by)
+        img = shade(agg, key, spread=1)
     draw = ImageDraw.Draw(img, "RGBA")
     for region in regions:
         (px0, px1), (py1, py0) = canvas.to_pixels(np.array([region.x0, region.x1]),
@@ -134,9 +220,12 @@ def overview(table: pd.DataFrame, regions: list[Region], cfg: RenderConfig, mode
         _, ascent, descent = lab.measure(region.name, cfg.font_size)
         lab.draw_text(draw, (px0 + 2, py0 - ascent - descent - 4), region.name,
                       cfg.font_size, stroke=2)
+    title = f"{heading(model, len(table))} by {cfg.color_by}"
+    if continuous:
+        colour_bar(draw, span, cfg.font_size, title, _scale_note(table, cfg.color_by))
+        return img, agg
     counts = frame[cfg.color_by].value_counts().to_dict()
-    _legend(draw, key, {str(k): int(v) for k, v in counts.items()}, cfg.font_size,
-            f"{heading(model, len(table))} by {cfg.color_by}")
+    _legend(draw, key, {str(k): int(v) for k, v in counts.items()}, cfg.font_size, title)
     return img, agg
 
 
@@ -185,11 +274,19 @@ def draw_zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig, model: str
     """
     band = title_band(cfg.font_size)
     canvas = zoom_canvas(region, cfg.zoom_width, cfg.zoom_height - band)
-    frame = categorical(table, cfg.color_by)
-    agg = aggregate(frame, canvas, cfg.color_by)
     img = Image.new("RGB", (cfg.zoom_width, cfg.zoom_height), BACKGROUND)
-    # a zoom's points are few and mostly one per pixel: draw them nearly opaque
-    img.paste(shade(agg, colour_key(frame, cfg.color_by), spread=3, min_alpha=220), (0, band))
+    span = None
+    if is_continuous(table, cfg.color_by):
+        # the scale of the whole map, so a colour means the same in every zoom
+        span = colour_span(table[cfg.color_by].to_numpy())
+        agg = aggregate_max(table[["x", "y", cfg.color_by]], canvas, cfg.color_by)
+        img.paste(shade_scale(agg, span, spread=3), (0, band))
+    else:
+        frame = categorical(table, cfg.color_by)
+        agg = aggregate(frame, canvas, cfg.color_by)
+        # a zoom's points are few and mostly one per pixel: draw them nearly opaque
+        img.paste(shade(agg, colour_key(frame, cfg.color_by), spread=3, min_alpha=220),
+                  (0, band))
     x, y = table["x"].to_numpy(), table["y"].to_numpy()
     shown = (x >= canvas.x0) & (x <= canvas.x1) & (y >= canvas.y0) & (y <= canvas.y1)
     sub = table[shown]
@@ -207,4 +304,8 @@ def draw_zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig, model: str
              f"{len(labels)} labelled")
     draw.line((0, band - 1, cfg.zoom_width, band - 1), fill="#cccccc")
     lab.draw_text(draw, (8, 5), title, cfg.font_size + 2)
+    if span is not None:  # the colour bar in the bottom-left corner
+        height = 8 + (cfg.font_size + 6) * 3
+        colour_bar(draw, span, cfg.font_size, cfg.color_by,
+                   origin=(8, cfg.zoom_height - height - 8))
     return ZoomPicture(img, labels, points, title)

@@ -121,6 +121,30 @@ def auto_regions(x: np.ndarray, y: np.ndarray, k: int, n: int = 60, bins: int = 
     return regions
 
 
+UNDERTRAINED = "undertrained"  # the score column (job/undertrained.py) and its zoom's name
+
+
+def undertrained_region(table: pd.DataFrame, keep: np.ndarray, top: int,
+                        ) -> Region | None:
+    """A window around the densest group among the ``top`` highest-scoring rows of
+    ``keep`` (ordinary tokens); None without a score column or candidates."""
+    if top <= 0 or UNDERTRAINED not in table:
+        return None
+    score = table[UNDERTRAINED].to_numpy(dtype=float)
+    rows = np.flatnonzero(keep & np.isfinite(score))
+    if not len(rows):
+        return None
+    best = rows[np.argsort(-score[rows], kind="stable")[:top]]
+    x = table["x"].to_numpy(dtype=float)[best]
+    y = table["y"].to_numpy(dtype=float)[best]
+    found = auto_regions(x, y, 1, n=min(60, len(best)), bins=16)
+    if not found:
+        return None
+    r = found[0]
+    return Region(UNDERTRAINED, float(r.x0), float(r.x1), float(r.y0), float(r.y1),
+                  how=f"undertrained:top{top}")
+
+
 def _anchor_zooms(cfg: RenderConfig) -> list[ZoomConfig]:
     """The configured anchor zooms: ``zooms`` entries with an anchor, then ``anchors``."""
     return ([z for z in cfg.zooms if z.anchor]
@@ -167,6 +191,9 @@ def resolve(table: pd.DataFrame, cfg: RenderConfig) -> list[Region]:
                     "selected); mark the zoom required = true to make that an error",
                     name, anchor)
     keep = meaningful(table)
+    worst = undertrained_region(table, keep, cfg.undertrained_zoom)
+    if worst is not None and worst.name not in {r.name for r in regions}:
+        regions.append(worst)
     if keep.sum() < max(cfg.auto_zooms, 1):  # nothing but placeholders: use every token
         keep[:] = True
     names = table["display"].astype(str).to_numpy()[keep].tolist()
