@@ -64,15 +64,45 @@ def planted_copy(source: Path, folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path) -> Path:
-    """Both models mapped; returns the config."""
-    root = tmp_path_factory.mktemp("planted")
-    planted = planted_copy(bert_dir, root / "tiny-planted")
+def clustered_copy(source: Path, folder: Path, clusters: int = 8) -> Path:
+    """A copy of ``source`` whose embedding rows fall into ``clusters`` groups: a map with
+    structure for the aligned layout to keep (random rows give t-SNE none, and any two of
+    their maps differ, aligned or not)."""
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(source, folder)
+    weights = load_file(folder / "model.safetensors")
+    name = next(k for k in weights if "word_embeddings" in k)
+    n, d = weights[name].shape
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(clusters, d))
+    rows = centres[rng.integers(0, clusters, n)] + 0.35 * rng.normal(size=(n, d))
+    weights[name] = rows.astype(np.float32)
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+def _mapped(root: Path, original: Path) -> Path:
+    """``original`` and its planted copy mapped; returns the config."""
+    planted = planted_copy(original, root / "tiny-planted")
     path = root / "planted.toml"
-    path.write_text(TOML.format(original=bert_dir, planted=planted, out=root / "runs"))
+    path.write_text(TOML.format(original=original, planted=planted, out=root / "runs"))
     assert cli.main(["run", str(path)]) == 0
     return path
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path) -> Path:
+    """The tiny random BERT and its planted copy (every token's neighbourhood is its own,
+    so the rotated rows, and only they, change neighbours)."""
+    return _mapped(tmp_path_factory.mktemp("planted"), bert_dir)
+
+
+@pytest.fixture(scope="module")
+def clustered_config(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path) -> Path:
+    """The same on a clustered copy: a map with structure for an aligned layout to keep."""
+    root = tmp_path_factory.mktemp("clustered")
+    return _mapped(root, clustered_copy(bert_dir, root / "tiny"))
 
 
 def test_planted_rows_top_the_most_changed(config: Path, tmp_path: Path) -> None:
@@ -98,7 +128,9 @@ def test_planted_rows_top_the_most_changed(config: Path, tmp_path: Path) -> None
     assert "Most changed tokens: tiny vs tiny-planted" in md and "| king | 0." in md
 
 
-def test_aligned_maps_keep_neighbourhoods_and_are_reused(config: Path, tmp_path: Path) -> None:
+def test_aligned_maps_keep_neighbourhoods_and_are_reused(clustered_config: Path,
+                                                         tmp_path: Path) -> None:
+    config = clustered_config
     out = tmp_path / "cmp"
     assert cli.main(["compare", "--config", str(config), "--out", str(out)]) == 0
     first = json.loads((out / "compare.json").read_text())
@@ -108,8 +140,10 @@ def test_aligned_maps_keep_neighbourhoods_and_are_reused(config: Path, tmp_path:
     loss = facts["knn_preservation_independent"] - facts["knn_preservation_aligned"]
     assert loss < 0.1
     independent = first["runs"][1]["disparity_to_first"]
-    assert facts["disparity_to_first"] < independent  # positions now comparable
-    assert {m["token"] for m in facts["most_moved"]} & set(PLANTED)
+    # positions now comparable: measured 0.20 aligned against 0.32 independent
+    assert facts["disparity_to_first"] < min(0.8 * independent, 0.3)
+    top = [m["token"] for m in facts["most_moved"]][:len(PLANTED)]
+    assert len(set(top) & set(PLANTED)) >= len(PLANTED) - 2  # what moved is what was planted
     stored = pd.read_parquet(next((out / "aligned").glob("*.parquet")))
     assert len(stored) == facts["tokens"] and np.isfinite(stored[["x", "y"]]).all().all()
     moved = np.asarray(Image.open(out / "moved_1.png").convert("RGB")).astype(int)

@@ -62,7 +62,7 @@ def _points_figure(table: pd.DataFrame, first: Colouring, title: str) -> tuple[A
 
     Returns the figure, the point source and the mapper."""
     import holoviews as hv
-    from bokeh.models import DataRange1d
+    from bokeh.models import DataRange1d, LinearColorMapper
 
     hv.extension("bokeh", logo=False)
     if first.kind == "categorical":
@@ -77,11 +77,12 @@ def _points_figure(table: pd.DataFrame, first: Colouring, title: str) -> tuple[A
         active_tools=["wheel_zoom", "pan"], xaxis=None, yaxis=None, show_grid=False)
     fig = hv.render(element, backend="bokeh")
     renderer = fig.renderers[0]
-    source, mapper = renderer.data_source, renderer.glyph.fill_color["transform"]
-    # the mapper's palette is exactly the colouring's (holoviews may resample a list), with
-    # grey for codes past the levels (missing) and for NaN scores
-    mapper.update(palette=colours, low=low, high=high, high_color=MISSING_COLOUR
-                  if first.kind == "categorical" else None, nan_color=MISSING_COLOUR)
+    source = renderer.data_source
+    # the page's own mapper over column "c": exactly the colouring's palette, with grey for
+    # codes past the levels (missing) and for NaN scores; the page swaps column and palette
+    mapper = LinearColorMapper(palette=colours, low=low, high=high, nan_color=MISSING_COLOUR,
+                               high_color=MISSING_COLOUR if first.kind == "categorical"
+                               else None)
     source.data = {"x": frame["x"].to_numpy(), "y": frame["y"].to_numpy(), "c": first.values}
     colour = {"field": "c", "transform": mapper}
     for glyph in (renderer.glyph, renderer.selection_glyph, renderer.nonselection_glyph,
