@@ -272,6 +272,31 @@ def test_colour_switch_recolours(tmp_path: Path) -> None:
     assert levels == 256 and "no value: 1" in bar
 
 
+def test_fragment_colours_the_page_and_follows_the_switch(tmp_path: Path) -> None:
+    """``#color=undertrained`` opens the page on the score's colour scale (the link the
+    under-trained zoom records), and a colour switch writes the fragment."""
+    table = synthetic_table(3000)
+    table["undertrained"] = np.linspace(0, 9, len(table), dtype=np.float32)
+    path = tmp_path / "map.html"
+    page.write(table, RenderConfig(), [], path)
+
+    async def opened(s: chromium.Session) -> object:
+        first = await s.evaluate("[window.vocabmap.stats.colour, "
+                                 "document.getElementById('color-by').value, "
+                                 "window.vocabmap.mapper.palette.length]")
+        await s.evaluate("(() => { const s = document.getElementById('color-by');"
+                         " s.value = 'category'; s.dispatchEvent(new Event('change')); })()")
+        await s.evaluate("new Promise((r) => setTimeout(() => r(1), 400))")
+        return [first, await s.evaluate("location.hash")]
+
+    report = chromium.open_page(path, READY, {"opened": opened},
+                                fragment="#color=undertrained&view=0,0,20")
+    assert report.errors == []
+    (colour, chosen, levels), fragment = report.values["opened"]
+    assert (colour, chosen, levels) == ("undertrained", "undertrained", 256)
+    assert fragment.startswith("#view=") and "color=" not in fragment  # category: the default
+
+
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded default mapped as `make run` does (about 40 s)."""

@@ -236,6 +236,10 @@ def test_run_writes_the_columns_the_ranked_list_and_the_zoom(
     x0, x1, y0, y1 = zoom["box"]
     inside = table["token_id"][(x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)]
     assert np.isin(inside, planted[1]).sum() >= 15
+    # and the link that opens the page on it, coloured by the score
+    cx, cy, width = (float(v) for v in zoom["page_view"].split("view=")[1].split(","))
+    assert zoom["page_view"].startswith("map.html#color=undertrained&view=")
+    assert x0 <= cx <= x1 and y0 <= cy <= y1 and width >= max(x1 - x0, y1 - y0) * 0.999
 
 
 def test_the_ranked_list_covers_the_whole_vocabulary_beside_a_selection(
@@ -289,7 +293,7 @@ def test_colour_by_undertrained_draws_a_scale_and_a_colour_bar(
     assert ((middle[:, 2] > middle[:, 0]) | (middle.min(axis=1) > 245)).mean() >= 0.8
     manifest = json.loads((planted_run / "manifest.json").read_text())
     assert manifest["rendered"]["color_by"] == "undertrained"
-    assert (planted_run / "map.html").stat().st_size > 0  # the page falls back to category
+    assert (planted_run / "map.html").stat().st_size > 0  # opens on the score (test_page)
 
 
 def test_a_stored_layout_without_the_score_gets_it_added(

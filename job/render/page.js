@@ -75,8 +75,10 @@ S.recolour = (name) => {
   }
   points.data = Object.assign({}, points.data, {c: c.values});
   S.legend(c);
+  if (S.pick) S.pick.value = c.name;
   S.stats.colour = c.name;
   S.schedule();
+  if (S.writeHash) S.writeHash();
 };
 S.legend = (c) => {
   const box = S.legendBox;

@@ -1,5 +1,5 @@
 // vocabmap's map.html, second part: the panel (search, selection and its neighbours), the
-// legend with its colour switch, and the URL fragment (#token=…&view=cx,cy,width).
+// legend with its colour switch, and the URL fragment (#token=…&color=…&view=cx,cy,width).
 
 S.ui = () => {
   const fixed = "position: fixed; z-index: 10; font: 13px sans-serif; ";
@@ -36,6 +36,7 @@ S.ui = () => {
   pick.id = "color-by";
   for (const c of S.colourings) $("option", "", pick).textContent = c.name;
   pick.onchange = () => S.recolour(pick.value);
+  S.pick = pick;
   S.legend(S.colour);
   window.addEventListener("hashchange", () => S.readHash(false));
 };
@@ -158,7 +159,7 @@ S.centre = (i) => {  // keep the zoom, but close enough to see the neighbourhood
   S.setView(S.x[i], S.y[i], w);
 };
 
-// ---- the URL fragment: token (display text, then raw token), id, view ----
+// ---- the URL fragment: token (display text, then raw token), id, colouring, view ----
 S.find = (t) => {
   let i = S.text.indexOf(t);
   if (i < 0) for (const [r, raw] of S.raw) if (raw === t && (i < 0 || r < i)) i = r;
@@ -173,6 +174,8 @@ S.readHash = (first) => {
     const raw = at < 0 ? "" : part.slice(at + 1);
     try { p[key] = decodeURIComponent(raw); } catch (err) { p[key] = raw; }
   }
+  if (p.color !== undefined && p.color !== S.colour.name
+      && S.colourings.some((c) => c.name === p.color)) S.recolour(p.color);
   const view = (p.view || "").split(",").map(Number);
   if (view.length === 3 && view.every(Number.isFinite) && view[2] > 0) S.setView(...view);
   let i = -1;
@@ -195,6 +198,7 @@ S.writeHash = () => {
       parts.push(`token=${encodeURIComponent(S.text[i])}`);
       if (S.find(S.text[i]) !== i) parts.push(`id=${S.id[i]}`);
     }
+    if (S.colour !== S.colourings[0]) parts.push(`color=${encodeURIComponent(S.colour.name)}`);
     const x0 = fig.x_range.start, x1 = fig.x_range.end, y0 = fig.y_range.start, y1 = fig.y_range.end;
     const f = (v) => Number(v.toPrecision(6));
     parts.push(`view=${f((x0 + x1) / 2)},${f((y0 + y1) / 2)},${f(x1 - x0)}`);

@@ -21,6 +21,7 @@ import pandas as pd
 
 from job.config import RenderConfig
 from job.render import raster, zooms
+from job.render.zooms import Region
 from job.rundir import NEIGHBOURS, atomic_write
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str 
         drawn.append(region.as_dict() | {"file": name, "points": picture.points,
                                          "labels": len(picture.labels), "title": picture.title,
                                          "examples": sample})
+        if cfg.html:
+            drawn[-1]["page_view"] = page_view(region, table)
+            if region.name == zooms.UNDERTRAINED:
+                log.info("the most under-trained tokens in the page: %s", drawn[-1]["page_view"])
     seconds["zooms"] = time.perf_counter() - start
     files = ["overview.png"] + [d["file"] for d in drawn]
     facts: dict[str, Any] = {}
@@ -84,6 +89,16 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str 
     log.info("rendered in %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     return {"color_by": cfg.color_by, "zooms": drawn, "files": files, "seconds": seconds,
             "skipped_zooms": zooms.skipped(table, cfg), **facts}
+
+
+def page_view(region: Region, table: pd.DataFrame) -> str:
+    """The link that opens ``map.html`` on ``region`` (coloured by the under-trained score for
+    its own zoom), e.g. ``map.html#color=undertrained&view=1.5,-3,12``."""
+    cx, cy = (region.x0 + region.x1) / 2, (region.y0 + region.y1) / 2
+    width = max(region.x1 - region.x0, region.y1 - region.y0)
+    colour = ("color=undertrained&" if region.name == zooms.UNDERTRAINED
+              and zooms.UNDERTRAINED in table else "")
+    return f"map.html#{colour}view={cx:.6g},{cy:.6g},{width:.6g}"
 
 
 def remove_stale(folder: Path, keep: list[str]) -> list[str]:
