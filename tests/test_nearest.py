@@ -186,3 +186,18 @@ def test_sklearn_backend_gets_an_exact_search(fast_config: Path, capsys: pytest.
     assert meta["exact"] is True and meta["source"].startswith("exact search")
     assert len(pd.read_parquet(folder / nearest.FILE)) == 10 * len(
         pd.read_parquet(folder / rundir.LAYOUT))
+
+
+@pytest.mark.gpu
+def test_neighbours_from_a_device_graph_equal_the_host_ones(matrix: np.ndarray) -> None:
+    """The cuML path keeps X and the graph on the GPU: the lists come out the same."""
+    cupy = pytest.importorskip("cupy")
+    X = l2_normalise(matrix.copy())
+    X[7] = 0.0  # an untrained row among them
+    host = nearest.from_graph(X, knn(X, 30), 10, "cosine", exact=True)
+    gX = cupy.asarray(X)
+    device = nearest.from_graph(gX, knn(gX, 30), 10, "cosine", exact=True)
+    assert isinstance(device[0], np.ndarray) and isinstance(device[1], np.ndarray)
+    assert (device[0] == host[0]).mean() > 0.995
+    np.testing.assert_allclose(device[1], host[1], atol=1e-5)
+    assert not np.isin(device[0][np.arange(600) != 7], 7).any()
