@@ -197,3 +197,26 @@ def test_only_opentsne_starts_from_given_coordinates() -> None:
     assert fitted.params["initialization"] == "given"
     # openTSNE keeps the layout centred; one step moves no point far
     assert np.abs(fitted.coords - (start - start.mean(axis=0))).max() < 5.0
+
+
+def test_a_large_comparison_searches_by_the_layouts_route(monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture,
+                                                          ) -> None:
+    """Where the layout would take int8 products (a big vocabulary, a CPU fast at int8),
+    so does the comparison's neighbour search; its lists still match the exact ones."""
+    import logging
+
+    from job import neighbours
+    from job.compare import agreement
+
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    points = (rng.normal(size=(12, 48))[rng.integers(0, 12, 800)]
+              + 0.5 * rng.normal(size=(800, 48))).astype(np.float32)
+    exact = agreement.neighbour_lists(points, 10)
+    monkeypatch.setattr(neighbours, "EXACT_BELOW", 0.0)
+    monkeypatch.setattr(neighbours, "int8_speedup", lambda d: 8.0)
+    caplog.set_level(logging.INFO)
+    fast = agreement.neighbour_lists(points, 10)
+    assert "int8" in caplog.text
+    assert agreement.per_token(exact, fast).mean() > 0.97

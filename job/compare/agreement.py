@@ -21,10 +21,13 @@ spaces put numbers near numbers".
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 CHUNK = 8192  # rows per block when intersecting neighbour lists
 
@@ -32,7 +35,9 @@ CHUNK = 8192  # rows per block when intersecting neighbour lists
 def neighbour_lists(points: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` nearest other rows of every row (n × k int32, nearest first).
 
-    Exact: blocked products (``job.knn``) in high dimension, a k-d tree for 2-D maps.
+    Blocked products (``job.knn``) in high dimension, by the route the layout would take
+    (``job.neighbours``: int8 products for a large vocabulary on a CPU that multiplies
+    int8 fast, else exact), a k-d tree (exact) for 2-D maps.
     """
     n = points.shape[0]
     if not 0 < k < n:
@@ -43,9 +48,14 @@ def neighbour_lists(points: np.ndarray, k: int) -> np.ndarray:
         pts = np.asarray(points, dtype=np.float64)
         _, idx = cKDTree(pts).query(pts, k=k + 1)
         return _drop_self(np.asarray(idx, dtype=np.int32), k)
+    from job import neighbours
     from job.knn import knn
 
-    idx, _ = knn(np.ascontiguousarray(points, dtype=np.float32), k)
+    route = neighbours.choose("auto", n, points.shape[1], on_gpu=False)
+    if not route.exact:
+        log.info("neighbours of %d shared tokens in %d dims: %s (%s)", n, points.shape[1],
+                 route.name, route.why)
+    idx, _ = knn(np.ascontiguousarray(points, dtype=np.float32), k, precision=route.precision)
     return np.asarray(idx, dtype=np.int32)
 
 
