@@ -64,9 +64,10 @@ def from_graph(X: Any, graph: tuple[Any, Any] | None, k: int, metric: str, exact
 
     The candidates are ranked again by the metric in float32: the first ``2k`` of an
     approximate (int8) graph, the first ``k`` of an exact one, plus one per all-zero row (a zero
-    row, such as an untrained padding token, sits at distance 1 from every unit row, so
-    an exact euclidean graph of unit rows lists it ahead of neighbours with a cosine
-    below 0.5; by cosine it has similarity 0)."""
+    row, such as an untrained padding token, has cosine similarity 0 to every row; the
+    graph's search puts it apart the same way, ``job.knn.zero_rows_apart``, but a graph
+    made before that listed it at the formula's distance 1, ahead of neighbours with a
+    cosine below 0.5)."""
     xp = array_module(X)
     n = X.shape[0]
     k = min(k, n - 1)
