@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from job import quality, reduce, rundir
+from job import neighbours, quality, reduce, rundir
 from job.compare.runs import Run
 from job.config import LayoutConfig, from_dict
 from job.knn import knn
@@ -106,17 +106,18 @@ def layout(ref: Run, run: Run, out: Path, k: int = 10, sample: int = 2000,
     data = run.vectors.matrix
     began = time.perf_counter()
     init, from_ref = start(ref, run)
-    graph = knn(data, reduce.n_neighbors(cfg, data.shape[0]))
+    route = neighbours.choose(cfg.knn, data.shape[0], data.shape[1], on_gpu=False)
+    graph = knn(data, reduce.n_neighbors(cfg, data.shape[0]), precision=route.precision)
     fitted = reduce.fit(data, cfg, "opentsne", graph, init=init)
     seconds = time.perf_counter() - began
     coords = fitted.coords.astype(np.float64)
     independent = run.table[["x", "y"]].to_numpy(np.float64)
-    keep = {name: quality.knn_preservation(data, xy, k, sample, neighbours=graph[0])
-            ["knn_preservation"] for name, xy in (("aligned", coords),
-                                                  ("independent", independent))}
+    keep = {name: quality.knn_preservation(data, xy, k, sample, neighbours=graph[0],
+                                           exact=route.exact)["knn_preservation"]
+            for name, xy in (("aligned", coords), ("independent", independent))}
     facts = {"key": key, "run_dir": str(run.folder), "reference": str(ref.folder),
              "tokens": int(data.shape[0]), "started_from_reference": from_ref,
-             "seconds": round(seconds, 1), "k": k, "sample": sample,
+             "seconds": round(seconds, 1), "knn": route.name, "k": k, "sample": sample,
              "knn_preservation_aligned": round(keep["aligned"], 4),
              "knn_preservation_independent": round(keep["independent"], 4),
              "kl_divergence": fitted.params.get("kl_divergence"), "reused": False}
