@@ -60,7 +60,17 @@ def knn_preservation(data: Any, coords: Any, k: int = 10, sample: int = 2000,
             "chance": k / (n - 1), **recall}
 
 
+def shared_counts(a: Any, b: Any, chunk: int = 8192) -> Any:
+    """Per row, how many entries row ``i`` of ``a`` and row ``i`` of ``b`` have in common
+    (rows hold distinct entries); numpy or cupy, ``chunk`` rows at a time."""
+    xp = array_module(a)
+    out = xp.empty(a.shape[0], dtype=xp.int64)
+    for start in range(0, a.shape[0], chunk):
+        x, y = a[start:start + chunk], b[start:start + chunk]
+        out[start:start + chunk] = (x[:, :, None] == y[:, None, :]).any(axis=2).sum(axis=1)
+    return out
+
+
 def _overlap(a: Any, b: Any) -> float:
-    """Mean number of entries a row of ``a`` shares with the same row of ``b`` (rows hold
-    distinct entries)."""
-    return float((a[:, :, None] == b[:, None, :]).any(axis=2).sum(axis=1).mean())
+    """Mean number of entries a row of ``a`` shares with the same row of ``b``."""
+    return float(shared_counts(a, b).mean())

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from job.quality import shared_counts
+
 log = logging.getLogger(__name__)
 
-CHUNK = 8192  # rows per block when intersecting neighbour lists
 
 
 def neighbour_lists(points: np.ndarray, k: int) -> np.ndarray:
@@ -65,17 +66,6 @@ def _drop_self(idx: np.ndarray, k: int) -> np.ndarray:
     own = idx == np.arange(idx.shape[0])[:, None]
     own[~own.any(axis=1), -1] = True  # not found: drop the farthest instead
     return idx[~own].reshape(idx.shape[0], k)
-
-
-def shared_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per row, how many entries row ``i`` of ``a`` and of ``b`` have in common (rows hold
-    distinct entries)."""
-    out = np.empty(a.shape[0], dtype=np.int64)
-    for start in range(0, a.shape[0], CHUNK):
-        x, y = a[start:start + CHUNK], b[start:start + CHUNK]
-        same = (x[:, :, None] == y[:, None, :]).reshape(x.shape[0], -1)
-        out[start:start + CHUNK] = np.count_nonzero(same, axis=1)
-    return out
 
 
 def per_token(a: np.ndarray, b: np.ndarray) -> np.ndarray:
