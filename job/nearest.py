@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from job.errors import VocabmapError
-from job.knn import array_module, knn
+from job.knn import array_module, knn, map_knn
 from job.rundir import LAYOUT, NEIGHBOURS, atomic_write
 
 log = logging.getLogger(__name__)
@@ -100,12 +100,7 @@ def from_graph(X: Any, graph: tuple[Any, Any] | None, k: int, metric: str, exact
 def map_neighbours(coords: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Whether ``idx[i, j]`` is among row i's ``idx.shape[1]`` nearest points on the map
     (euclidean in 2-D, the point itself left out)."""
-    from scipy.spatial import cKDTree
-
-    k = idx.shape[1]
-    _, near = cKDTree(coords).query(coords, k=k + 1)
-    own = np.arange(len(coords))[:, None]
-    on_map = np.where(near == own, -1, near)  # the point itself, wherever ties put it
+    on_map = map_knn(coords, idx.shape[1])
     return (idx[:, :, None] == on_map[:, None, :]).any(axis=2)
 
 

@@ -43,14 +43,11 @@ def neighbour_lists(points: np.ndarray, k: int) -> np.ndarray:
     n = points.shape[0]
     if not 0 < k < n:
         raise ValueError(f"k = {k} needs 0 < k < {n} (the number of rows)")
-    if points.shape[1] <= 3:
-        from scipy.spatial import cKDTree
-
-        pts = np.asarray(points, dtype=np.float64)
-        _, idx = cKDTree(pts).query(pts, k=k + 1)
-        return _drop_self(np.asarray(idx, dtype=np.int32), k)
     from job import neighbours
-    from job.knn import knn
+    from job.knn import knn, map_knn
+
+    if points.shape[1] <= 3:
+        return map_knn(points, k).astype(np.int32)
 
     route = neighbours.choose("auto", n, points.shape[1], on_gpu=False)
     if not route.exact:
@@ -58,14 +55,6 @@ def neighbour_lists(points: np.ndarray, k: int) -> np.ndarray:
                  route.name, route.why)
     idx, _ = knn(np.ascontiguousarray(points, dtype=np.float32), k, precision=route.precision)
     return np.asarray(idx, dtype=np.int32)
-
-
-def _drop_self(idx: np.ndarray, k: int) -> np.ndarray:
-    """k + 1 neighbours with the row itself among them (duplicates may push it off the
-    front) → the k others."""
-    own = idx == np.arange(idx.shape[0])[:, None]
-    own[~own.any(axis=1), -1] = True  # not found: drop the farthest instead
-    return idx[~own].reshape(idx.shape[0], k)
 
 
 def per_token(a: np.ndarray, b: np.ndarray) -> np.ndarray:
