@@ -23,20 +23,8 @@ def wordpiece_vocab(extra: int = 0) -> list[str]:
 
 def tiny_bert(folder: Path, extra_tokens: int = 0, hidden: int = 32, seed: int = 0) -> Path:
     """A random 2-layer BERT with a WordPiece tokenizer, saved with ``save_pretrained``."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = wordpiece_vocab(extra_tokens)
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
-    tokenizer.save_pretrained(folder)
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=2 * hidden,
-                        max_position_embeddings=64)
-    BertModel(config).save_pretrained(folder)
-    return folder
+    return tiny_bert_from_vocab(folder, wordpiece_vocab(extra_tokens), hidden, seed)
 
 
 # --- other model families (byte-level BPE, SentencePiece-style, Japanese BERT) -------------
