@@ -19,30 +19,12 @@ from job.compare.runs import CompareError
 from job.config import ModelConfig, RenderConfig
 from job.render import raster
 from tests.builders import planted_bert, trained_like_matrix
+from tests.conftest import FAST_TOML
 
-FAST = """
-[model]
-id = "{model}"
-
-[layout]
-perplexity = 5
-early_exaggeration_iter = 50
-n_iter = 100
-
-[quality]
-sample = 100
-
-[render]
-width = 400
-height = 400
-zoom_width = 400
-zoom_height = 400
-auto_zooms = 1
-undertrained_zoom = 30
-
-[output]
-dir = "{out}"
-"""
+# the shared fast config, with one automatic zoom and the under-trained zoom on 30 tokens
+FAST = FAST_TOML.replace(
+    'auto_zooms = 2\nzooms = [{{ name = "days", anchor = "monday", neighbours = 12 }}]',
+    "auto_zooms = 1\nundertrained_zoom = 30")
 
 
 @pytest.fixture(scope="module")
