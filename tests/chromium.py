@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -149,24 +152,64 @@ def open_page(page: Path, ready: str, steps: dict[str, Step] | None = None,
     if exe is None:
         raise FileNotFoundError("chromium is not installed (bash scripts/system-deps.sh)")
     report = Report()
-    with tempfile.TemporaryDirectory(prefix="vocabmap-chromium-") as profile:
-        proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={profile}",
-                                 "--remote-debugging-port=0", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            port_file = Path(profile) / "DevToolsActivePort"
-            deadline = time.monotonic() + 30
-            while not port_file.is_file() or not port_file.read_text().strip():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"chromium did not start (exit code {proc.poll()})")
-                time.sleep(0.05)
-            port = int(port_file.read_text().split()[0])
-            asyncio.run(_drive(port, page, ready, steps or {}, timeout, report, fragment))
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    profile = tempfile.mkdtemp(prefix="vocabmap-chromium-")
+    # its own process group: the browser's helpers (renderer, GPU, utility) are stopped with
+    # it, before the profile they write into is removed
+    proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={profile}",
+                             "--remote-debugging-port=0", "about:blank"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        port_file = Path(profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + 30
+        while not port_file.is_file() or not port_file.read_text().strip():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"chromium did not start (exit code {proc.poll()})")
+            time.sleep(0.05)
+        port = int(port_file.read_text().split()[0])
+        asyncio.run(_drive(port, page, ready, steps or {}, timeout, report, fragment))
+    finally:
+        _stop(proc)
+        _remove(Path(profile))
     return report
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End Chromium and every process of its group, and wait until none is left."""
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+        deadline = time.monotonic() + grace
+        while _group_running(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _group_running(proc.pid):
+            return
+
+
+def _group_running(group: int) -> bool:
+    """Whether a process of this group is still running (zombies, which write nothing and
+    wait for their parent to read them, do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
+
+
+def _remove(profile: Path) -> None:
+    """Remove the profile folder; a straggling writer gets a few more tries."""
+    for attempt in range(20):
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if attempt == 19:
+                raise
+            time.sleep(0.1)
