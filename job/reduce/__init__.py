@@ -52,10 +52,19 @@ def learning_rate(cfg: LayoutConfig, n: int, exaggeration: float = 1.0) -> float
 
 
 def threads(cfg: LayoutConfig) -> int:
-    """CPU threads for a backend: ``n_jobs``, or every core for -1."""
+    """CPU threads for a backend: ``n_jobs``, or every usable core for -1."""
+    return usable_cores() if cfg.n_jobs == -1 else cfg.n_jobs
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, which a Slurm allocation
+    (``--cpus-per-task``) or ``taskset`` narrows, else every core of the machine."""
     import os
 
-    return (os.cpu_count() or 1) if cfg.n_jobs == -1 else cfg.n_jobs
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def cuml_available() -> tuple[bool, str]:
