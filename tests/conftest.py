@@ -6,7 +6,24 @@ from pathlib import Path
 
 import pytest
 
+from tests import numeric
 from tests.builders import tiny_bert
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--seed-set", type=int, default=0, metavar="N",
+                     help="draw the numeric tests' seeded inputs (models, data, layouts) from "
+                     "seed set N instead of 0, as `make test-any-machine` does")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    numeric.SEED_SET = config.getoption("--seed-set")
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if numeric.SEED_SET:
+        return f"numeric tests: seed set {numeric.SEED_SET}"
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -31,7 +48,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random WordPiece BERT saved with save_pretrained (about 150 tokens)."""
-    return tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+    return tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert", seed=numeric.seed())
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +56,7 @@ def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny GPT-2: byte-level BPE, embedding matrix padded to a multiple of 64 rows."""
     from tests.builders import tiny_gpt2
 
-    return tiny_gpt2(tmp_path_factory.mktemp("models") / "tiny-gpt2")
+    return tiny_gpt2(tmp_path_factory.mktemp("models") / "tiny-gpt2", seed=numeric.seed())
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +64,7 @@ def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama: SentencePiece-style byte-fallback BPE, bf16 sharded safetensors."""
     from tests.builders import tiny_llama
 
-    return tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+    return tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama", seed=numeric.seed())
 
 
 @pytest.fixture(scope="session", params=["unidic_lite", "ipadic"])
