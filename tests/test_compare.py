@@ -16,6 +16,7 @@ from job import cli, pipeline
 from job.compare import agreement, metrics
 from job.compare.runs import token_keys
 from job.config import load
+from tests.numeric import Record, seed
 
 TOML = """
 [[models]]
@@ -94,41 +95,81 @@ def test_procrustes_matches_scipy_and_undoes_a_similarity() -> None:
         scipy_procrustes(ref, noisy)[2], rel=1e-9)
 
 
-def test_agreement_of_a_space_with_itself_calibrates_to_one() -> None:
-    rng = np.random.default_rng(1)
+@pytest.mark.numeric
+def test_agreement_of_a_space_with_itself_calibrates_to_one(record_property: Record) -> None:
+    rng = np.random.default_rng(seed(1))
     a = rng.normal(size=(400, 16)).astype(np.float32)
     na, nb = agreement.neighbour_lists(a, 10), agreement.neighbour_lists(a * 3.0, 10)
-    tokens, (uniform,) = agreement.agreement(na, nb, permutations=50, alpha=0.05, seed=0)
+    tokens, (uniform,) = agreement.agreement(na, nb, permutations=50, alpha=0.05,
+                                             seed=seed(0))
     assert (tokens == 1.0).all()
     assert uniform.observed == 1.0 and uniform.calibrated == 1.0
     assert uniform.p_value == pytest.approx(1 / 51)
     # a shuffle leaves a random k-subset: the null's mean is k / (n - 1) exactly on average
+    record_property("null_mean_over_expected", uniform.null_mean / (10 / 399))
+    record_property("null_std", uniform.null_std)
+    # measured 0.98-1.03 times k / (n - 1), std 0.0026-0.0030 (bench/numeric_spread.py:
+    # seed sets 0-4, 1 and 2 threads, AVX2 kernels)
     assert uniform.null_mean == pytest.approx(10 / 399, rel=0.1)
     assert 0 < uniform.null_std < 0.01
 
 
-def test_unrelated_spaces_calibrate_to_zero() -> None:
-    rng = np.random.default_rng(2)
-    a, b = rng.normal(size=(2, 400, 16))
-    na, nb = agreement.neighbour_lists(a, 10), agreement.neighbour_lists(b, 10)
-    _, (uniform,) = agreement.agreement(na, nb, permutations=100, alpha=0.05, seed=0)
-    assert uniform.observed < 0.06 and uniform.calibrated == 0.0 and uniform.p_value > 0.05
+def _draws(rng: np.random.Generator, n: int, related: bool,
+           ) -> list[list[agreement.Calibrated]]:
+    """Agreement of ``n`` pairs of spaces (400 points, 16 dims): unrelated Gaussian clouds,
+    or (``related``) four shared categories with independent positions inside them."""
+    blocks = np.repeat(np.arange(4), 100)
+    out = []
+    for _ in range(n):
+        centres = rng.normal(scale=10.0, size=(4, 16)) if related else np.zeros((4, 16))
+        a = centres[blocks] + rng.normal(size=(400, 16))
+        b = centres[blocks] + rng.normal(size=(400, 16))
+        na, nb = agreement.neighbour_lists(a, 10), agreement.neighbour_lists(b, 10)
+        out.append(agreement.agreement(na, nb, 100, 0.05, int(rng.integers(2**31)),
+                                       blocks if related else None)[1])
+    return out
 
 
-def test_shared_categories_alone_beat_the_uniform_null_not_the_category_null() -> None:
+@pytest.mark.numeric
+def test_unrelated_spaces_calibrate_to_zero(record_property: Record) -> None:
+    """Under the null a p-value is uniform: one pair in 20 falls at alpha = 0.05 by chance,
+    on any machine, so the assertions are on 20 pairs."""
+    results = [r[0] for r in _draws(np.random.default_rng(seed(2)), 20, related=False)]
+    p = np.array([u.p_value for u in results])
+    record_property("largest_observed", max(u.observed for u in results))
+    record_property("significant", int((p <= 0.05).sum()))
+    record_property("mean_p", float(p.mean()))
+    # chance agreement is k / (n - 1) = 0.025; measured: largest 0.030-0.032, pairs at
+    # p <= 0.05: 0-2, mean p 0.44-0.62 (seed sets 0-7)
+    assert max(u.observed for u in results) < 0.06
+    assert all(u.calibrated == 0.0 for u in results if u.p_value > 0.05)
+    assert (p <= 0.05).sum() <= 4  # binomial(20, 0.05): P(5 or more) = 0.3 %
+    assert 0.3 < p.mean() < 0.7  # uniform: mean 0.5, its sd over 20 pairs 0.065
+
+
+@pytest.mark.numeric
+def test_shared_categories_alone_beat_the_uniform_null_not_the_category_null(
+        record_property: Record) -> None:
     """Two spaces that agree only on which category a token is in (same cluster centres,
     independent positions inside): the raw agreement is 4 times chance and the uniform null
-    calls it significant; shuffling within categories shows there is nothing beyond that."""
-    rng = np.random.default_rng(3)
-    blocks = np.repeat(np.arange(4), 100)
-    centres = rng.normal(scale=10.0, size=(4, 16))
-    a = centres[blocks] + rng.normal(size=(400, 16))
-    b = centres[blocks] + rng.normal(size=(400, 16))
-    na, nb = agreement.neighbour_lists(a, 10), agreement.neighbour_lists(b, 10)
-    _, (uniform, within) = agreement.agreement(na, nb, 100, 0.05, 0, blocks)
-    assert uniform.observed > 3 * uniform.null_mean and uniform.calibrated > 0.05
-    assert within.null == "category" and within.null_mean > 3 * uniform.null_mean
-    assert within.calibrated == 0.0 and within.p_value > 0.05
+    calls it significant; shuffling within categories shows there is nothing beyond that
+    (a p-value uniform over 10 pairs, as in the test above)."""
+    results = _draws(np.random.default_rng(seed(3)), 10, related=True)
+    ratio = np.array([u.observed / u.null_mean for u, _ in results])
+    within_p = np.array([w.p_value for _, w in results])
+    record_property("smallest_observed_over_null", float(ratio.min()))
+    record_property("smallest_calibrated", min(u.calibrated for u, _ in results))
+    record_property("category_null_over_uniform",
+                    min(w.null_mean / u.null_mean for u, w in results))
+    record_property("category_significant", int((within_p <= 0.05).sum()))
+    # 4 categories: 4 times chance; measured smallest ratio 3.53-3.80, smallest calibrated
+    # 0.061-0.068, category null 3.9-4.0 times the uniform one, pairs significant against
+    # it: 0-1 (seed sets 0-7); the uniform null's p-value is 1/101 every time
+    assert ratio.mean() > 3.5 and (ratio > 2.5).all()
+    assert all(u.p_value < 0.05 and u.calibrated > 0.0 for u, _ in results)
+    assert all(w.null == "category" and w.null_mean > 3 * u.null_mean for u, w in results)
+    assert (within_p <= 0.05).sum() <= 3  # binomial(10, 0.05): P(4 or more) = 0.1 %
+    assert all(w.calibrated == 0.0 for _, w in results if w.p_value > 0.05)
 
 
 def test_neighbour_lists_of_a_map_leave_out_the_token_even_on_duplicates() -> None:
@@ -144,7 +185,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path) -> tuple[
     jittered (same model, so the same original vectors; a different but related map)."""
     out = tmp_path_factory.mktemp("cmp")
     path = out / "tiny.toml"
-    path.write_text(TOML.format(model=bert_dir, seed=1, out=out / "runs"))
+    path.write_text(TOML.format(model=bert_dir, seed=seed(1), out=out / "runs"))
     cfg = load(path)
     first = pipeline.run_model(cfg.models[0], cfg)
     second = first.parent / "tiny-bert-again-0123456789ab"
@@ -152,14 +193,16 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path) -> tuple[
     table = pd.read_parquet(second / "layout.parquet")
     xy = table[["x", "y"]].to_numpy()
     rot = np.array([[0.0, -1.0], [1.0, 0.0]])
-    noise = np.random.default_rng(0).normal(scale=0.15 * xy.std(), size=xy.shape)
+    noise = np.random.default_rng(seed(0)).normal(scale=0.15 * xy.std(), size=xy.shape)
     table[["x", "y"]] = (xy @ rot) * 2.5 + 7.0 + noise
     table.to_parquet(second / "layout.parquet", index=False)
     return first, second
 
 
+@pytest.mark.numeric
 def test_compare_same_model_two_layouts(two_runs: tuple[Path, ...], tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+                                        capsys: pytest.CaptureFixture[str],
+                                        record_property: Record) -> None:
     broken = two_runs[0].parent / "broken-000000000000"
     broken.mkdir(exist_ok=True)  # what a model that failed to load leaves behind
     out = tmp_path / "cmp"
@@ -180,11 +223,19 @@ def test_compare_same_model_two_layouts(two_runs: tuple[Path, ...], tmp_path: Pa
     # differ a little
     original, within = pair["original"]
     assert original["observed"] == original["calibrated"] == 1.0 and within["null"] == "category"
+    record_property("null_mean_over_expected", original["null_mean"] / (10 / (pair["shared"] - 1)))
+    # measured 0.99-1.01 times k / (n - 1) (seed sets 0-4, 1 and 2 threads, AVX2 kernels)
     assert original["null_mean"] == pytest.approx(10 / (pair["shared"] - 1), rel=0.1)
     assert original["p_value"] == pytest.approx(1 / 101, abs=1e-4)
     on_map = pair["map"][0]
+    record_property("map_null_mean", on_map["null_mean"])
+    record_property("map_calibrated", on_map["calibrated"])
+    record_property("map_observed", on_map["observed"])
+    record_property("disparity", pair["procrustes_disparity"])
+    # measured null 0.070-0.072, calibrated 0.85-0.87, observed 0.86-0.88; disparity of the
+    # rotated, scaled, jittered copy 0.0035-0.0038
     assert on_map["null_mean"] < on_map["calibrated"] <= on_map["observed"] < 1.0
-    assert 0.0 < pair["procrustes_disparity"] < 0.1  # a rotated, scaled, jittered copy
+    assert 0.0 < pair["procrustes_disparity"] < 0.1
     tokens = pd.read_parquet(out / pair["table"])
     assert len(tokens) == pair["shared"] and (tokens["agreement"] == 1.0).all()
     assert len(pair["stable"]) == 15 and pair["stable"][0]["a"] == pair["stable"][0]["b"]
