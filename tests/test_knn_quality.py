@@ -8,6 +8,7 @@ from scipy.spatial.distance import cdist
 
 from job.knn import knn, l2_normalise, smallest
 from job.quality import knn_preservation, sample_ids
+from tests.numeric import Record, seed
 
 # Tile sizes that force: one tile; several tiles (the ragged merge); 3-row tiles (k > tile).
 TILES = [None, 4 * 40 * 40, 4 * 3 * 3]
@@ -104,24 +105,30 @@ def test_preservation_is_one_for_an_identical_map() -> None:
     assert moved["knn_preservation"] == 1.0
 
 
-def test_preservation_is_near_chance_for_a_random_map() -> None:
-    rng = np.random.default_rng(4)
+@pytest.mark.numeric
+def test_preservation_is_near_chance_for_a_random_map(record_property: Record) -> None:
+    rng = np.random.default_rng(seed(4))
     data = rng.normal(size=(2000, 16)).astype(np.float32)
     coords = rng.normal(size=(2000, 2)).astype(np.float32)
     score = knn_preservation(data, coords, k=10, sample=500)
     assert score["chance"] == pytest.approx(10 / 1999)
-    assert score["knn_preservation"] < 4 * score["chance"]
+    record_property("preservation_over_chance", score["knn_preservation"] / score["chance"])
+    assert score["knn_preservation"] < 4 * score["chance"]  # measured 0.76-1.0 times chance
 
 
-def test_preservation_uses_a_given_graph_and_matches_without_it() -> None:
-    rng = np.random.default_rng(5)
+@pytest.mark.numeric
+def test_preservation_uses_a_given_graph_and_matches_without_it(record_property: Record,
+                                                                ) -> None:
+    rng = np.random.default_rng(seed(5))
     data = rng.normal(size=(300, 6)).astype(np.float32)
     coords = data[:, :2] + 0.3 * rng.normal(size=(300, 2)).astype(np.float32)
     graph, _ = knn(data, 30)
     with_graph = knn_preservation(data, coords, k=10, sample=100, neighbours=graph)
     without = knn_preservation(data, coords, k=10, sample=100)
     assert with_graph == without
-    assert 0.1 < without["knn_preservation"] < 1.0
+    record_property("preservation", without["knn_preservation"])
+    # some of the 6-dim neighbourhoods survive 2 of the dims: measured 0.12-0.145, chance 0.033
+    assert 2 * without["chance"] < without["knn_preservation"] < 0.5
 
 
 def test_sample_is_fixed_sorted_and_complete_when_small() -> None:
@@ -153,21 +160,26 @@ def test_cupy_knn_and_quality_match_numpy() -> None:
     assert gpu == cpu
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_a_zero_row_among_unit_rows_is_nobodys_neighbour(precision: str) -> None:
+def test_a_zero_row_among_unit_rows_is_nobodys_neighbour(precision: str,
+                                                         record_property: Record) -> None:
     """An untrained all-zero row has no direction: among L2-normalised rows it sits at
     cosine 0 from every row (scikit-learn's convention), not at the formula's distance 1
     (cosine 0.5), which would put it in every list of a space whose neighbours are less
     alike than that."""
     pytest.importorskip("torch")
-    rng = np.random.default_rng(8)
+    rng = np.random.default_rng(seed(8))
     data = l2_normalise(rng.normal(size=(300, 64)).astype(np.float32))
     data[[17, 200]] = 0.0
     idx, dist = knn(data, 5, precision=precision)
     others = np.setdiff1d(np.arange(300), [17, 200])
     assert not np.isin(idx[others], [17, 200]).any()
     sims = 1 - dist[others] ** 2 / 2
-    assert (sims[:, -1] > 0.2).all()  # real neighbours: closer than an orthogonal row
+    record_property("least_kth_similarity", float(sims[:, -1].min()))
+    # real neighbours are closer than an orthogonal row (0): measured 0.208-0.222 (k = 5 of
+    # 298 random unit rows in 64 dims, seed sets 0-4, both precisions)
+    assert (sims[:, -1] > 0.1).all()
     np.testing.assert_allclose(dist[17], np.sqrt(2), rtol=1e-5 if precision == "fp32" else 1e-2)
     q_idx, _ = knn(data, 5, queries=data[others[:20]], query_ids=others[:20])
     assert not np.isin(q_idx, [17, 200]).any()

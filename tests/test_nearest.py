@@ -15,6 +15,7 @@ import pytest
 from job import cli, nearest, rundir
 from job import config as config_mod
 from job.knn import knn, l2_normalise
+from tests.numeric import Record, seed
 
 
 def brute_force(X: np.ndarray, k: int, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
@@ -32,19 +33,24 @@ def brute_force(X: np.ndarray, k: int, metric: str = "cosine") -> tuple[np.ndarr
 
 @pytest.fixture(scope="module")
 def matrix() -> np.ndarray:
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed(3))
     centres = rng.normal(size=(12, 24))
     X = centres[rng.integers(0, 12, 600)] + 0.4 * rng.normal(size=(600, 24))
     return (X * rng.uniform(0.3, 2.0, size=(600, 1))).astype(np.float32)  # uneven norms
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("route", ["exact", "int8", "none"])
-def test_neighbours_equal_brute_force(matrix: np.ndarray, route: str) -> None:
+def test_neighbours_equal_brute_force(matrix: np.ndarray, route: str,
+                                      record_property: Record) -> None:
     X = l2_normalise(matrix.copy())
     graph = {"exact": lambda: knn(X, 30), "int8": lambda: knn(X, 30, precision="int8"),
              "none": lambda: None}[route]()  # none: the sklearn backend has no graph
     idx, sim, how = nearest.from_graph(X, graph, 10, "cosine", exact=route != "int8")
     want_idx, want_sim = brute_force(matrix, 10)
+    record_property("same_place", (idx == want_idx).mean())
+    # near-ties in float32 may swap places: measured 0.9997-1 (seed sets 0-4, both threads,
+    # AVX2 kernels)
     assert idx.shape == (600, 10) and (idx == want_idx).mean() > 0.995
     assert np.allclose(sim, np.take_along_axis(
         (X @ X.T), idx, axis=1), atol=1e-5)
@@ -52,10 +58,13 @@ def test_neighbours_equal_brute_force(matrix: np.ndarray, route: str) -> None:
     assert how["exact"] == (route != "int8")
 
 
-def test_euclidean_metric_orders_by_distance_and_reports_cosine(matrix: np.ndarray) -> None:
+@pytest.mark.numeric
+def test_euclidean_metric_orders_by_distance_and_reports_cosine(
+        matrix: np.ndarray, record_property: Record) -> None:
     idx, sim, _ = nearest.from_graph(matrix, knn(matrix, 30), 10, "euclidean", exact=True)
     want_idx, want_sim = brute_force(matrix, 10, "euclidean")
-    assert (idx == want_idx).mean() > 0.995
+    record_property("same_place", (idx == want_idx).mean())
+    assert (idx == want_idx).mean() > 0.995  # measured 1
     assert np.allclose(sim, want_sim, atol=1e-4)
 
 
@@ -140,9 +149,10 @@ def test_cli_run_dir_without_neighbours(run_dir: Path, capsys: pytest.CaptureFix
     assert "has no layout.parquet" in capsys.readouterr().err
 
 
+@pytest.mark.numeric
 def test_run_writes_neighbours_and_a_rerun_restores_them(
         fast_config: Path, bert_dir: Path, capsys: pytest.CaptureFixture,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, record_property: Record) -> None:
     caplog.set_level(logging.INFO)
     assert cli.main(["run", str(fast_config)]) == 0
     folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
@@ -156,6 +166,8 @@ def test_run_writes_neighbours_and_a_rerun_restores_them(
     X = source.load(cfg.models[0]).matrix[layout["token_id"].to_numpy()]
     want_idx, want_sim = brute_force(X, 10)
     got = first["neighbour_id"].to_numpy().reshape(-1, 10)
+    record_property("same_place", (got == layout["token_id"].to_numpy()[want_idx]).mean())
+    # measured 0.9932 in every seed set: the tied lists of the all-zero [PAD] row and its kin
     assert (got == layout["token_id"].to_numpy()[want_idx]).mean() > 0.99
     assert np.allclose(first["similarity"].to_numpy().reshape(-1, 10), want_sim, atol=1e-4)
 

@@ -17,6 +17,8 @@ from job.config import ConfigError, RenderConfig
 from job.render import labels as lab
 from job.render import pictures, raster, zooms
 from job.render.zooms import Region
+from tests import numeric
+from tests.numeric import Record
 
 CFG = RenderConfig(width=400, height=400, zoom_width=500, zoom_height=500, auto_zooms=2,
                    max_labels=40, font_size=13, html=False)
@@ -33,7 +35,7 @@ def table_of(words: list[str], xy: np.ndarray, categories: list[str] | None = No
 
 
 def clustered(n: int = 3000, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(numeric.seed(seed))
     xy = rng.normal(0, 10, size=(n, 2))
     cats = list(np.array(["word", "continuation", "number"])[rng.integers(0, 3, n)])
     return table_of([f"w{i}" for i in range(n)], xy, cats)
@@ -81,7 +83,8 @@ def test_small_zoom_labels_every_token_without_overlap() -> None:
         assert table.loc[p.index, "display"] == p.text
 
 
-def test_dense_zoom_thins_labels_towards_the_centre() -> None:
+@pytest.mark.numeric
+def test_dense_zoom_thins_labels_towards_the_centre(record_property: Record) -> None:
     table = clustered(4000)
     region = Region("centre", -8, 8, -8, 8, how="box")
     img, placed = raster.zoom(table, region, CFG)
@@ -97,7 +100,8 @@ def test_dense_zoom_thins_labels_towards_the_centre() -> None:
     px, py = canvas.to_pixels(inside["x"].to_numpy(), inside["y"].to_numpy())
     all_d = np.hypot(px - cx, py + raster.title_band(CFG.font_size) - cy).mean()
     lab_d = np.mean([np.hypot(p.px - cx, p.py - cy) for p in placed])
-    assert lab_d < 0.8 * all_d
+    record_property("label_over_point_distance", lab_d / all_d)
+    assert lab_d < 0.8 * all_d  # measured 0.38-0.39 (seed sets 0-4)
 
 
 def glyphs(text: str, size: int = 40) -> np.ndarray:
@@ -142,14 +146,17 @@ def test_auto_zooms_skip_placeholders_and_are_named_after_their_centre() -> None
     assert {r.name.split("_")[1].rstrip("0123456789") for r in regions} == {"far", "royal"}
 
 
-def test_anchor_zoom_holds_its_nearest_tokens_and_missing_anchor_is_skipped() -> None:
+@pytest.mark.numeric
+def test_anchor_zoom_holds_its_nearest_tokens_and_missing_anchor_is_skipped(
+        record_property: Record) -> None:
     table = clustered()
     z = dataclasses.replace(CFG, auto_zooms=0, zooms=(
         __import__("job.config", fromlist=["ZoomConfig"]).ZoomConfig(
             name="w7", anchor="w7", neighbours=30),))
     (region,) = zooms.resolve(table, z)
     inside = region.contains(table["x"].to_numpy(), table["y"].to_numpy())
-    assert 30 <= inside.sum() <= 40 and inside[7]
+    record_property("tokens_in_zoom", int(inside.sum()))
+    assert 30 <= inside.sum() <= 40 and inside[7]  # measured 31-35 (seed sets 0-4)
     bad = dataclasses.replace(z, zooms=(dataclasses.replace(z.zooms[0], anchor="nope"),))
     assert zooms.resolve(table, bad) == []
     assert zooms.skipped(table, bad) == [{
