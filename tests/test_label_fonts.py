@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from job.config import RenderConfig
 from job.render import labels as lab
-from job.render import pictures, raster
+from job.render import page, pictures, raster
 from job.render.zooms import Region
 from job.text import shown
 from tests.test_render import CFG, table_of
@@ -161,3 +162,15 @@ def test_without_libraqm_labels_still_draw(monkeypatch: pytest.MonkeyPatch) -> N
         assert (np.asarray(img.convert("L")) < 128).sum() > 50
     finally:
         lab.font.cache_clear()
+
+
+def test_page_font_stack_names_fonts_for_every_script(tmp_path: Path) -> None:
+    for family in ("Noto Sans CJK KR", "Noto Sans Devanagari", "Noto Sans Arabic",
+                   "Noto Sans Thai", "Noto Sans Ethiopic", "Nirmala UI", "Noto Color Emoji"):
+        assert f"'{family}'" in page.FONT_STACK
+    assert page.FONT_STACK.endswith("sans-serif") and page.LABEL_FONT.startswith("12px ")
+    words = [w for ws in REAL.values() for w in ws]
+    table = table_of(words, np.random.default_rng(5).uniform(-10, 10, size=(len(words), 2)))
+    page.write(table, RenderConfig(), [], tmp_path / "map.html", None, "multilingual")
+    html = (tmp_path / "map.html").read_text(encoding="utf-8")
+    assert html.count("Noto Sans CJK KR") >= 3  # the canvas, the panels, the label sets
