@@ -40,7 +40,9 @@ from fontTools import unicodedata as unidata  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from job import tokens  # noqa: E402
-from job.render import labels  # noqa: E402
+from job.config import RenderConfig  # noqa: E402
+from job.render import labels, raster  # noqa: E402
+from job.render.zooms import Region  # noqa: E402
 from job.text import is_default_ignorable  # noqa: E402
 
 BEFORE = "988e5e4"  # main when issue 21 began: IPAexGothic, then DejaVu Sans
@@ -127,6 +129,28 @@ def timed_draw(module: Any, texts: list[str], size: int = 13) -> float:
     return time.perf_counter() - start
 
 
+def timed_zoom(module: Any, texts: list[str]) -> float:
+    """Seconds to draw one 1,200 x 1,200 zoom of ``texts`` scattered at random, up to 300
+    labels, with ``module`` as the label code."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"token_id": np.arange(len(texts)), "token": texts,
+                          "display": texts, "word_start": True,
+                          "category": pd.Categorical(["word"] * len(texts)),
+                          "x": rng.uniform(-1, 1, len(texts)).astype(np.float32),
+                          "y": rng.uniform(-1, 1, len(texts)).astype(np.float32)})
+    cfg = RenderConfig(zoom_width=1200, zoom_height=1200, max_labels=300, html=False)
+    raster.lab = module
+    try:
+        start = time.perf_counter()
+        raster.zoom(table, Region("bench", -1, 1, -1, 1, how="box"), cfg)
+        return time.perf_counter() - start
+    finally:
+        raster.lab = labels
+
+
 def installed_size(package: str) -> int:
     """Bytes of an installed package's folder (without importing it)."""
     spec = importlib.util.find_spec(package)
@@ -161,10 +185,12 @@ def main() -> int:
         print(f"| {name} | {len(texts):,} | {old_bad:,} ({old_bad / len(texts):.1%}) | {top} "
               f"| {new_bad:,} | {new_assigned:,} | {now} |")
         sample = random.Random(0).sample(texts, min(args.sample, len(texts)))
-        for module in (before, labels):  # warm the font caches first
+        for module in (before, labels):  # warm the font caches (and datashader) first
             timed_draw(module, sample[:50])
+            timed_zoom(module, sample[:50])
         timings.append((name, len(sample), timed_draw(before, sample),
-                        timed_draw(labels, sample)))
+                        timed_draw(labels, sample), timed_zoom(before, sample),
+                        timed_zoom(labels, sample)))
     print()
     sizes = {p: installed_size(p) for p in FONT_PACKAGES}
     used = sum(Path(p).stat().st_size for p in labels.font_paths())
@@ -174,10 +200,12 @@ def main() -> int:
     print(f"loading the chain's character maps once per process: {startup:.2f} s")
     print(f"shaping: libraqm {'yes' if labels.LAYOUT == labels.ImageFont.Layout.RAQM else 'no'}")
     print()
-    print("| vocabulary | labels drawn | before (s) | now (s) | now / before |")
-    print("|---|---:|---:|---:|---:|")
-    for name, n, old, new in timings:
-        print(f"| {name} | {n:,} | {old:.2f} | {new:.2f} | {new / old:.2f} |")
+    print("| vocabulary | labels measured and drawn | before (s) | now (s) | now / before "
+          "| one zoom, 300 labels: before (s) | now (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, n, old, new, zoom_old, zoom_new in timings:
+        print(f"| {name} | {n:,} | {old:.2f} | {new:.2f} | {new / old:.2f} | {zoom_old:.2f} "
+              f"| {zoom_new:.2f} |")
     return 0
 
 

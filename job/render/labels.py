@@ -109,6 +109,9 @@ def faces() -> tuple[Face, ...]:
         found += [Face(str(noto / f)) for f in SYMBOL_FONTS]
         named = {*SCRIPT_FONTS, CJK_FONT, *SYMBOL_FONTS}
         found += [Face(str(p)) for p in sorted(noto.glob("*.tt[fc]")) if p.name not in named]
+    absent = [Path(f.path).name for f in found if not Path(f.path).is_file()]
+    if absent:
+        log.warning("label fonts missing, their scripts show boxes: %s", ", ".join(absent))
     return tuple(f for f in found if Path(f.path).is_file())
 
 
