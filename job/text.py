@@ -2,9 +2,9 @@
 
 Invisible characters (whitespace other than the ASCII space, controls, format characters
 such as zero-width and direction marks, separators, blank fillers) are shown as ``↵ ⇥ ␍``
-or as ``<U+XXXX>`` escapes; a text of spaces alone shows them as ``␣``. A combining mark with
-no character before it to sit on is shown on a dotted circle, ``◌े`` (as Unicode's charts
-show it); default-ignorable marks (variation selectors) on their own stay escapes.
+or as ``<U+XXXX>`` escapes; a text of spaces alone shows them as ``␣``. A text whose only
+visible characters are combining marks shows them on a dotted circle, ``◌े`` (as Unicode's
+charts do); default-ignorable marks (variation selectors) there stay escapes.
 """
 
 from __future__ import annotations
@@ -79,17 +79,17 @@ def _mark(ch: str, bare: bool) -> str:
 
 
 def _has_glyph(ch: str) -> bool:
-    return not (ch == " " or is_invisible(ch) or unicodedata.category(ch) in ("Mn", "Me"))
+    """A character that stands on its own: not a space, not invisible, not a combining mark
+    (spacing marks such as Devanagari ``ा`` included: they too need a letter)."""
+    return not (ch == " " or is_invisible(ch) or unicodedata.category(ch)[0] == "M")
 
 
-def _on_circle(text: str, shown: list[str]) -> str:
-    """``shown`` (one display form per character of ``text``) joined, with a dotted circle
-    before each combining mark that has no character to sit on: at the start, or after a
-    space, a line break or an escape."""
+def _on_circle(text: str, forms: list[str]) -> str:
+    """``forms`` (the display form of each character of ``text``, a text with no letter of
+    its own) joined, with a dotted circle before each run of combining marks."""
     out = []
-    for i, (ch, form) in enumerate(zip(text, shown, strict=True)):
-        if form == ch and _is_mark(ch) and (i == 0 or shown[i - 1] != text[i - 1]
-                                            or text[i - 1] == " "):
+    for i, (ch, form) in enumerate(zip(text, forms, strict=True)):
+        if form == ch and _is_mark(ch) and (i == 0 or not _is_mark(text[i - 1])):
             out.append(DOTTED_CIRCLE)
         out.append(form)
     return "".join(out)
@@ -97,17 +97,18 @@ def _on_circle(text: str, shown: list[str]) -> str:
 
 def visible(text: str) -> str:
     """``text`` with every character visible: ``␣`` ``↵`` ``⇥`` ``␍``, other invisible
-    characters as ``<U+XXXX>``, lone combining marks on ``◌``."""
+    characters as ``<U+XXXX>``, combining marks on ``◌``."""
     return _on_circle(text, [_mark(ch, True) for ch in text])
 
 
 def shown(body: str) -> str:
     """Display form of a token body: spaces visible when nothing else is, line breaks, tabs
-    and invisible characters always, lone combining marks on ``◌``."""
+    and invisible characters always; a body of combining marks shows them on ``◌``."""
     if not body:
         return "␣"
-    bare = not any(_has_glyph(ch) for ch in body)
-    return _on_circle(body, [_mark(ch, bare) for ch in body])
+    if any(_has_glyph(ch) for ch in body):
+        return "".join(_mark(ch, False) for ch in body)
+    return _on_circle(body, [_mark(ch, True) for ch in body])
 
 
 def script_of(text: str) -> str:
