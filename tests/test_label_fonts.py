@@ -155,6 +155,7 @@ def test_render_records_the_fonts_in_the_manifest(tmp_path: Path) -> None:
 def test_without_libraqm_labels_still_draw(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lab, "LAYOUT", ImageFont.Layout.BASIC)
     lab.font.cache_clear()
+    lab.measure.cache_clear()
     try:
         img = Image.new("RGB", (300, 60), "white")
         lab.draw_text(ImageDraw.Draw(img), (5, 5), "\u2764\ufe0f नमस्ते", 24)
@@ -162,6 +163,7 @@ def test_without_libraqm_labels_still_draw(monkeypatch: pytest.MonkeyPatch) -> N
         assert (np.asarray(img.convert("L")) < 128).sum() > 50
     finally:
         lab.font.cache_clear()
+        lab.measure.cache_clear()
 
 
 def test_page_font_stack_names_fonts_for_every_script(tmp_path: Path) -> None:

@@ -192,6 +192,11 @@ def _face_for(cluster: str, current: int | None) -> int:
 
 def runs(text: str) -> list[tuple[str, int]]:
     """``text`` split into runs drawn with one font each, in reading (logical) order."""
+    return list(_runs(text))
+
+
+@functools.lru_cache(maxsize=65536)  # a label is measured at each place tried, then drawn
+def _runs(text: str) -> tuple[tuple[str, int], ...]:
     out: list[tuple[str, int]] = []
     for cluster in clusters(text):
         which = _face_for(cluster, out[-1][1] if out else None)
@@ -199,7 +204,7 @@ def runs(text: str) -> list[tuple[str, int]]:
             out[-1] = (out[-1][0] + cluster, which)
         else:
             out.append((cluster, which))
-    return out
+    return tuple(out)
 
 
 def _strong(text: str) -> str | None:
@@ -264,6 +269,7 @@ def _plain(text: str) -> str:
     return "".join(ch for ch in text if not is_default_ignorable(ch))
 
 
+@functools.lru_cache(maxsize=65536)
 def measure(text: str, size: int) -> tuple[float, int, int]:
     """(width, ascent, descent) of ``text`` in pixels, over all the fonts it needs."""
     parts = runs(text) or [("", 0)]
