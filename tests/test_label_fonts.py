@@ -152,6 +152,16 @@ def test_render_records_the_fonts_in_the_manifest(tmp_path: Path) -> None:
         order.index(p) for p in drawn["fonts"])
 
 
+def test_other_label_fonts_redraw_the_pictures(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = tmp_path / "layout.parquet"
+    layout.write_bytes(b"layout")
+    state = pictures.render_state(CFG, layout)
+    assert pictures.render_state(CFG, layout) == state
+    monkeypatch.setattr(lab, "font_paths", lambda: (lab.faces()[0].path,))  # IPAexGothic alone
+    assert pictures.render_state(CFG, layout)["settings"] != state["settings"]
+
+
 def test_without_libraqm_labels_still_draw(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lab, "LAYOUT", ImageFont.Layout.BASIC)
     lab.font.cache_clear()

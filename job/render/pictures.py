@@ -128,15 +128,16 @@ def remove_stale(folder: Path, keep: list[str]) -> list[str]:
 
 def render_state(cfg: RenderConfig, layout: Path, near: Path | None = None,
                  ) -> dict[str, str]:
-    """What decides the pictures: a hash of the render settings (and vocabmap's version)
-    and the SHA-256 of the layout file they are drawn from (and of the neighbours file the
-    page embeds, when there is one)."""
+    """What decides the pictures: a hash of the render settings (and vocabmap's version and
+    the label fonts present) and the SHA-256 of the layout file they are drawn from (and of
+    the neighbours file the page embeds, when there is one)."""
     try:
         version = importlib.metadata.version("vocabmap")
     except importlib.metadata.PackageNotFoundError:
         version = ""
-    blob = json.dumps({"render": dataclasses.asdict(cfg), "vocabmap": version},
-                      sort_keys=True, default=str).encode()
+    fonts = [Path(f).name for f in labels.font_paths()]  # new label fonts redraw the labels
+    blob = json.dumps({"render": dataclasses.asdict(cfg), "vocabmap": version,
+                       "label_fonts": fonts}, sort_keys=True, default=str).encode()
     state = {"settings": hashlib.sha256(blob).hexdigest()[:12],
              "layout_sha256": hashlib.sha256(Path(layout).read_bytes()).hexdigest()}
     if near is not None and Path(near).is_file():
