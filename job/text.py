@@ -2,7 +2,9 @@
 
 Invisible characters (whitespace other than the ASCII space, controls, format characters
 such as zero-width and direction marks, separators, blank fillers) are shown as ``↵ ⇥ ␍``
-or as ``<U+XXXX>`` escapes; a text of spaces alone shows them as ``␣``.
+or as ``<U+XXXX>`` escapes; a text of spaces alone shows them as ``␣``. A text whose only
+visible characters are combining marks shows them on a dotted circle, ``◌े`` (as Unicode's
+charts do); default-ignorable marks (variation selectors) there stay escapes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ INVISIBLE_ONLY = re.compile(r"^(?:[␣↵⇥␍]|<U\+[0-9A-F]{4,6}>)+$")
 # Letters and symbols that draw as blank space (Unicode's Default_Ignorable_Code_Point
 # fillers, and the blank Braille pattern).
 _BLANK = frozenset([0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0])
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt, Unicode 15): drawn as
+# nothing by a text renderer
+_IGNORABLE = ((0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160),
+              (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E),
+              (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+              (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+              (0xE0000, 0xE0FFF))
+DOTTED_CIRCLE = "\u25cc"  # the base a lone combining mark is shown on
 
 
 @functools.lru_cache(maxsize=65536)
@@ -36,6 +46,19 @@ def is_invisible(ch: str) -> bool:
             or ord(ch) in _BLANK)
 
 
+@functools.lru_cache(maxsize=65536)
+def is_default_ignorable(ch: str) -> bool:
+    """True for a Default_Ignorable_Code_Point: variation selectors, joiners, direction
+    marks, the Hangul fillers, U+034F, tags."""
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi in _IGNORABLE)
+
+
+def _is_mark(ch: str) -> bool:
+    """A combining mark that needs a base to sit on (default-ignorable ones excepted)."""
+    return unicodedata.category(ch)[0] == "M" and not is_default_ignorable(ch)
+
+
 def escape(ch: str) -> str:
     """``<U+200B>``: the code point of an invisible character."""
     return f"<U+{ord(ch):04X}>"
@@ -44,33 +67,48 @@ def escape(ch: str) -> str:
 @functools.lru_cache(maxsize=65536)
 def _mark(ch: str, bare: bool) -> str:
     """Display form of one character; ``bare``: the text has nothing visible, so spaces and
-    combining marks are shown too."""
+    default-ignorable marks are shown too."""
     if ch == " ":
         return "␣" if bare else " "
     if ch in MARKS:
         return MARKS[ch]
-    if is_invisible(ch) or (bare and unicodedata.category(ch) in ("Mn", "Me")):
+    if is_invisible(ch) or (bare and unicodedata.category(ch) in ("Mn", "Me")
+                            and is_default_ignorable(ch)):
         return escape(ch)
     return ch
 
 
 def _has_glyph(ch: str) -> bool:
-    return not (ch == " " or is_invisible(ch) or unicodedata.category(ch) in ("Mn", "Me"))
+    """A character that stands on its own: not a space, not invisible, not a combining mark
+    (spacing marks such as Devanagari ``ा`` included: they too need a letter)."""
+    return not (ch == " " or is_invisible(ch) or unicodedata.category(ch)[0] == "M")
+
+
+def _on_circle(text: str, forms: list[str]) -> str:
+    """``forms`` (the display form of each character of ``text``, a text with no letter of
+    its own) joined, with a dotted circle before each run of combining marks."""
+    out = []
+    for i, (ch, form) in enumerate(zip(text, forms, strict=True)):
+        if form == ch and _is_mark(ch) and (i == 0 or not _is_mark(text[i - 1])):
+            out.append(DOTTED_CIRCLE)
+        out.append(form)
+    return "".join(out)
 
 
 def visible(text: str) -> str:
     """``text`` with every character visible: ``␣`` ``↵`` ``⇥`` ``␍``, other invisible
-    characters as ``<U+XXXX>``."""
-    return "".join(_mark(ch, True) for ch in text)
+    characters as ``<U+XXXX>``, combining marks on ``◌``."""
+    return _on_circle(text, [_mark(ch, True) for ch in text])
 
 
 def shown(body: str) -> str:
     """Display form of a token body: spaces visible when nothing else is, line breaks, tabs
-    and invisible characters always."""
+    and invisible characters always; a body of combining marks shows them on ``◌``."""
     if not body:
         return "␣"
-    bare = not any(_has_glyph(ch) for ch in body)
-    return "".join(_mark(ch, bare) for ch in body)
+    if any(_has_glyph(ch) for ch in body):
+        return "".join(_mark(ch, False) for ch in body)
+    return _on_circle(body, [_mark(ch, True) for ch in body])
 
 
 def script_of(text: str) -> str:

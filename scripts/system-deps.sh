@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Debian packages the tests use: Chromium (the interactive page test), and Slurm with munge
-# (the one-node test cluster). Installed only when missing; needs root (CI runs as root).
+# Debian packages the tests use: Chromium (the interactive page test) with Noto fonts (CJK,
+# the other scripts, emoji: the page's labels draw as glyphs in its screenshots, not boxes), and
+# Slurm with munge (the one-node test cluster). Installed only when missing; needs root (CI
+# runs as root). The PNG labels need none of these: their fonts come with vocabmap's pip
+# dependencies.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+for fonts in fonts-noto-cjk fonts-noto-core fonts-noto-color-emoji; do
+  dpkg -s "$fonts" >/dev/null 2>&1 || need+=("$fonts")
+done
 command -v slurmctld >/dev/null 2>&1 || need+=(slurmctld)
 command -v slurmd >/dev/null 2>&1 || need+=(slurmd)
 command -v sbatch >/dev/null 2>&1 || need+=(slurm-client)

@@ -39,6 +39,10 @@ def test_embedded_default_end_to_end(runs: Path) -> None:
     zooms = {z["name"]: z for z in manifest["rendered"]["zooms"]}
     assert len(zooms) >= 6  # three anchored in configs/default.toml, three automatic
     assert "1991" in zooms["years"]["examples"]  # years sit together on the map
+    # every label drawn as text, with the fonts in fallback order (issue 21)
+    assert manifest["rendered"]["labels_without_glyph"] == 0
+    assert manifest["rendered"]["fonts"][0].endswith("ipaexg.ttf")
+    assert all(Path(f).is_file() for f in manifest["rendered"]["fonts"])
     assert (folder / "overview.png").stat().st_size > 10_000
 
 

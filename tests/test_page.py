@@ -105,6 +105,8 @@ def test_page_opens_draws_and_names_tokens(map_html: Path) -> None:
 
     report = chromium.open_page(map_html, READY, {
         "first": "JSON.stringify(window.vocabmap.stats)", "hover": hover, "zoom": zoom,
+        "font": "[window.vocabmap.ctx.font, getComputedStyle("
+                "document.getElementById('vocabmap-status')).fontFamily]",
         "labels": "Bokeh.documents[0].all_models.values().find(m => m.type === 'LabelSet' && "
                   "m.source.data.text && m.source.data.dx).source.data.text"})
     assert report.errors == []
@@ -114,6 +116,9 @@ def test_page_opens_draws_and_names_tokens(map_html: Path) -> None:
     in_view, width = report.values["zoom"]
     assert 0 < in_view <= RenderConfig().html_label_points and width < 100
     assert "東京" in report.values["labels"]
+    # Chromium took the whole font stack (an unparsable one leaves "10px sans-serif")
+    canvas_font, panel_font = report.values["font"]
+    assert "Noto Sans CJK JP" in canvas_font and "Noto Sans Devanagari" in panel_font
     img = np.asarray(Image.open(io.BytesIO(report.screenshot)).convert("RGB")).astype(int)
     coloured = (img.max(axis=2) - img.min(axis=2)) > 60  # points are saturated colours
     assert coloured.sum() > 200, "the canvas looks blank"

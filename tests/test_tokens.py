@@ -197,7 +197,8 @@ INVISIBLE = [  # text → display, category (as a byte-level token without a lea
     ("\x85", "<U+0085>", "whitespace"),  # C1 control (next line)
     ("\x9f", "<U+009F>", "whitespace"),
     ("\u3164", "<U+3164>", "whitespace"),  # Hangul filler: a letter that draws nothing
-    ("\u0301", "<U+0301>", "whitespace"),  # a combining mark alone
+    ("\ufe0f", "<U+FE0F>", "whitespace"),  # a variation selector alone: default-ignorable
+    ("\u034f", "<U+034F>", "whitespace"),  # combining grapheme joiner: default-ignorable
     ("\n", "↵", "whitespace"),
     ("\t", "⇥", "whitespace"),
     ("co\u00adop", "co<U+00AD>op", "continuation"),  # inside a word: the word stays a word
@@ -215,6 +216,33 @@ def test_invisible_characters_are_shown_as_escapes(text: str, display: str,
     assert tokens._category(shown, start, is_byte) == category
     assert tokens.split_token(text, "wordpiece")[0] == display
     assert tokens.split_token(text, "sentencepiece")[0] == display
+
+
+# Tokens of combining marks alone (issue 21): shown on a dotted circle, as Unicode's charts
+# show them; real tokens of tekken / GPT-2 / Mistral's vocabularies
+LONE_MARKS = [
+    ("\u0947", "◌\u0947"),  # Devanagari vowel sign E
+    ("\u094d", "◌\u094d"),  # Devanagari virama
+    ("\u093e", "◌\u093e"),  # Devanagari vowel sign AA (a spacing mark, Mc)
+    ("\u0947\u0902", "◌\u0947\u0902"),  # two marks share one circle
+    ("\u064e", "◌\u064e"),  # Arabic fatha
+    ("\u0e35\u0e48", "◌\u0e35\u0e48"),  # Thai vowel and tone mark
+    ("\u0301", "◌\u0301"),  # combining acute
+    ("\u094d\u0937", "\u094d\u0937"),  # a word piece with a letter: as it is (the
+    # shaper draws its own dotted circle under a mark that starts a Devanagari run)
+    ("e\u0301", "e\u0301"),  # on a letter: as it is
+    ("\u0915\u094d\u0937", "\u0915\u094d\u0937"),  # a conjunct: as it is
+    ("\u2764\ufe0f", "\u2764\ufe0f"),  # a variation selector after its base: as it is
+]
+
+
+@pytest.mark.parametrize(("text", "display"), LONE_MARKS)
+def test_lone_combining_marks_sit_on_a_dotted_circle(text: str, display: str) -> None:
+    assert tokens.split_token(bytelevel(text), "bytelevel")[0] == display
+    assert tokens.split_token(text, "wordpiece")[0] == display
+    assert tokens.split_token("▁" + text, "sentencepiece") == (display, True, False)
+    assert tokens.split_token(bytelevel(" \u0301"), "bytelevel")[0] == "◌\u0301"
+    assert tokens.split_token(bytelevel(" \u0301\u00a0"), "bytelevel")[0] == "◌\u0301<U+00A0>"
 
 
 def test_space_marks_and_word_starts() -> None:

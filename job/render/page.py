@@ -36,7 +36,24 @@ log = logging.getLogger(__name__)
 
 POINT_SIZE = 3  # screen pixels
 LOD_POINTS = 20_000  # points drawn per frame while zooming or panning
-LABEL_FONT = "12px sans-serif"
+# The page's labels and panels, in the viewer's own fonts: the browser falls back character
+# by character along this list, so each script finds a font where the system has one (Noto
+# on Linux, then macOS's and Windows's fonts for the same scripts), emoji last
+FONT_STACK = ", ".join([
+    "'Noto Sans'", "'DejaVu Sans'", "'Segoe UI'", "'Helvetica Neue'", "Arial",
+    "'Noto Sans CJK JP'", "'Noto Sans CJK SC'", "'Noto Sans CJK TC'", "'Noto Sans CJK KR'",
+    "'Hiragino Sans'", "'PingFang SC'", "'Apple SD Gothic Neo'", "'Yu Gothic'",
+    "'Microsoft YaHei'", "'Malgun Gothic'", "'Noto Sans Arabic'", "'Noto Naskh Arabic'",
+    "'Noto Sans Hebrew'", "'Noto Sans Devanagari'", "'Noto Sans Bengali'",
+    "'Noto Sans Gurmukhi'", "'Noto Sans Gujarati'", "'Noto Sans Oriya'", "'Noto Sans Tamil'",
+    "'Noto Sans Telugu'", "'Noto Sans Kannada'", "'Noto Sans Malayalam'",
+    "'Noto Sans Sinhala'", "'Noto Sans Thai'", "'Noto Sans Lao'", "'Noto Sans Khmer'",
+    "'Noto Sans Myanmar'", "'Noto Serif Tibetan'", "'Noto Sans Ethiopic'",
+    "'Noto Sans Armenian'", "'Noto Sans Georgian'", "'Nirmala UI'", "'Leelawadee UI'",
+    "'Myanmar Text'", "'Microsoft Himalaya'", "Ebrima", "'Kohinoor Devanagari'", "Thonburi",
+    "'Noto Sans Symbols'", "'Noto Sans Symbols 2'", "'Noto Color Emoji'",
+    "'Apple Color Emoji'", "'Segoe UI Emoji'", "sans-serif"])
+LABEL_FONT = f"12px {FONT_STACK}"
 
 JS_FILES = ("page.js", "page_ui.js")  # next to this module; run in this order
 JS_READY = "window.vocabmap = window.vocabmap || {stats: {}}; " \
@@ -111,7 +128,7 @@ def _regions(fig: Any, regions: list[Region]) -> None:
     fig.quad(left="left", right="right", bottom="bottom", top="top", source=src,
              fill_alpha=0, line_color="black", line_width=1.5, line_dash="dashed")
     fig.add_layout(LabelSet(x="left", y="top", text="name", source=src, y_offset=3,
-                            text_font_size="12px", text_color="black"))
+                            text_font_size="12px", text_color="black", text_font=FONT_STACK))
 
 
 def build(table: pd.DataFrame, cfg: RenderConfig, regions: list[Region], title: str,
@@ -125,7 +142,7 @@ def build(table: pd.DataFrame, cfg: RenderConfig, regions: list[Region], title: 
     _regions(fig, regions)
     labels = ColumnDataSource({"x": [], "y": [], "text": [], "dx": []})
     fig.add_layout(LabelSet(x="x", y="y", text="text", x_offset="dx", source=labels,
-                            text_font_size="12px", text_baseline="middle",
+                            text_font_size="12px", text_baseline="middle", text_font=FONT_STACK,
                             background_fill_color="white", background_fill_alpha=0.7))
     # the selected token (a ring and its label) and its neighbours (smaller rings)
     marks = ColumnDataSource({"x": [], "y": [], "size": [], "colour": []})
@@ -133,9 +150,9 @@ def build(table: pd.DataFrame, cfg: RenderConfig, regions: list[Region], title: 
                 line_width=2)
     mark_labels = ColumnDataSource({"x": [], "y": [], "text": []})
     fig.add_layout(LabelSet(x="x", y="y", text="text", source=mark_labels, x_offset=10,
-                            text_font_size="14px", text_font_style="bold",
+                            text_font_size="14px", text_font_style="bold", text_font=FONT_STACK,
                             text_baseline="middle", background_fill_color="#ffffe0"))
-    consts = {"FONT": LABEL_FONT, "LABEL_POINTS": cfg.html_label_points,
+    consts = {"FONT": LABEL_FONT, "FONT_STACK": FONT_STACK, "LABEL_POINTS": cfg.html_label_points,
               "MAX_LABELS": cfg.html_max_labels, "MISSING": MISSING_COLOUR}
     on_view = CustomJS(code=JS_VIEW)
     for rng in (fig.x_range, fig.y_range):

@@ -2,7 +2,7 @@
 // legend with its colour switch, and the URL fragment (#token=…&color=…&view=cx,cy,width).
 
 S.ui = () => {
-  const fixed = "position: fixed; z-index: 10; font: 13px sans-serif; ";
+  const fixed = `position: fixed; z-index: 10; font: 13px ${FONT_STACK}; `;
   const box = (id, css) => { const el = $("div", fixed + css); el.id = id; return el; };
   S.tip = box("vocabmap-tip", "display: none; pointer-events: none; padding: 2px 6px; "
     + "background: #ffffe0; border: 1px solid #888;");

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from job.config import RenderConfig
-from job.render import raster, zooms
+from job.render import labels, raster, zooms
 from job.render.zooms import Region
 from job.rundir import NEIGHBOURS, atomic_write
 
@@ -52,8 +52,10 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str 
     seconds["overview"] = time.perf_counter() - start
     start = time.perf_counter()
     drawn = []
+    texts: list[str] = []  # every token label drawn
     for region in regions:
         picture = raster.draw_zoom(table, region, cfg, model)
+        texts += [lab.text for lab in picture.labels]
         name = zoom_file(region.name)
         _save_png(picture.image, folder / name)
         sample = [lab.text for lab in picture.labels[:12]]
@@ -68,7 +70,7 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str 
                 log.info("the most under-trained tokens in the page: %s", drawn[-1]["page_view"])
     seconds["zooms"] = time.perf_counter() - start
     files = ["overview.png"] + [d["file"] for d in drawn]
-    facts: dict[str, Any] = {}
+    facts: dict[str, Any] = font_facts(texts)
     if cfg.html:
         from job.render import page
 
@@ -89,6 +91,19 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str 
     log.info("rendered in %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     return {"color_by": cfg.color_by, "zooms": drawn, "files": files, "seconds": seconds,
             "skipped_zooms": zooms.skipped(table, cfg), **facts}
+
+
+def font_facts(texts: list[str]) -> dict[str, Any]:
+    """The manifest's account of the label fonts: ``fonts``, the files that drew ``texts``
+    (in fallback order), and ``labels_without_glyph``, how many of them hold a character no
+    label font has (drawn as a box); the log warns when that is not 0."""
+    lost = [t for t in texts if labels.missing(t)]
+    if lost:
+        chars = sorted({c for t in lost for c in labels.missing(t)})
+        log.warning("%d of %d labels hold characters no label font has, drawn as boxes: %s "
+                    "(e.g. %s)", len(lost), len(texts),
+                    " ".join(f"U+{ord(c):04X}" for c in chars[:10]), " ".join(lost[:5]))
+    return {"fonts": labels.fonts_used(texts), "labels_without_glyph": len(lost)}
 
 
 def page_view(region: Region, table: pd.DataFrame) -> str:
@@ -113,15 +128,16 @@ def remove_stale(folder: Path, keep: list[str]) -> list[str]:
 
 def render_state(cfg: RenderConfig, layout: Path, near: Path | None = None,
                  ) -> dict[str, str]:
-    """What decides the pictures: a hash of the render settings (and vocabmap's version)
-    and the SHA-256 of the layout file they are drawn from (and of the neighbours file the
-    page embeds, when there is one)."""
+    """What decides the pictures: a hash of the render settings (and vocabmap's version and
+    the label fonts present) and the SHA-256 of the layout file they are drawn from (and of
+    the neighbours file the page embeds, when there is one)."""
     try:
         version = importlib.metadata.version("vocabmap")
     except importlib.metadata.PackageNotFoundError:
         version = ""
-    blob = json.dumps({"render": dataclasses.asdict(cfg), "vocabmap": version},
-                      sort_keys=True, default=str).encode()
+    fonts = [Path(f).name for f in labels.font_paths()]  # new label fonts redraw the labels
+    blob = json.dumps({"render": dataclasses.asdict(cfg), "vocabmap": version,
+                       "label_fonts": fonts}, sort_keys=True, default=str).encode()
     state = {"settings": hashlib.sha256(blob).hexdigest()[:12],
              "layout_sha256": hashlib.sha256(Path(layout).read_bytes()).hexdigest()}
     if near is not None and Path(near).is_file():

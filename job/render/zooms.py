@@ -69,7 +69,7 @@ def meaningful(table: pd.DataFrame) -> np.ndarray:
     if "category" in table:
         keep &= ~table["category"].astype(str).isin(["special", "unused"]).to_numpy()
     chars = set("".join(table["display"].astype(str)))
-    missing = {c for c in chars if labels.face_of(c) is None}
+    missing = {c for c in chars if labels.missing(c)}
     if missing:
         keep &= ~table["display"].astype(str).map(
             lambda t: any(c in missing for c in t)).to_numpy(dtype=bool)
