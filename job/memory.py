@@ -15,24 +15,29 @@ On the GPU path the device's free memory (cupy ``memGetInfo``, plus what cupy's 
 is the second limit (:func:`device_limit`).
 
 **The estimate** (:func:`stage_peaks`) is the largest of per-stage peaks, each a constant
-(the interpreter, the libraries the stage has imported by then, the tokenizer) plus the
-arrays the stage holds, counted from the code:
+(:data:`BASE_MIB`: the interpreter, the libraries imported by then, the tokenizer) plus the
+arrays the stage holds, counted from the code (:func:`stage_arrays`), times 1.05:
 
-- every stage from ``load`` on holds the float32 matrix of the tokenizer's rows (V × d × 4
-  bytes) and, when the token selection is a subset, a copy of the selected rows (N × d × 4);
-- ``knn``: the running neighbour lists and the graph (N × k × 12 bytes, held twice while
-  merged) and, on the int8 route, the int8 copy of the rows (N × d bytes);
-- ``layout`` (openTSNE): sklearn's PCA initialisation centres a copy of the rows (N × d × 4)
-  unless it is told to centre them in place (the lower-memory choice, :data:`IN_PLACE`);
-  openTSNE's affinities (N × k × 48 bytes: the graph, P and its symmetrised sum);
-- ``quality``, ``neighbours``, ``render``: their constant plus the graph (N × k × 12).
+- ``load``: the float32 matrix of the tokenizer's rows (V × d × 4 bytes) and one block of
+  8,192 rows being converted (up to 10 bytes a value for bf16);
+- every later stage up to ``neighbours`` holds that matrix, a copy of the selected rows
+  when the selection is a subset (N × d × 4), and the token table (V × 3 KiB, fitted);
+- ``knn``: the running neighbour lists and the graph (N × k × 12 bytes, twice while they
+  are merged); on the int8 route the int8 rows (N × d bytes) and three float32
+  temporaries of a 4,096-row block while they are made;
+- ``layout`` (openTSNE): sklearn's PCA initialisation centres a copy of the rows
+  (N × d × 4; above 1,000 dims) unless told to centre them in place (the lower-memory
+  choice, :data:`IN_PLACE`), and openTSNE's affinities (N × k × 48 bytes: the graph, P
+  and its symmetrised sum);
+- ``quality``, ``neighbours``: the graph (N × k × 12); ``render``: 6 KiB a token (fitted).
 
-The constants (:data:`BASE_MIB`) are the per-stage peaks the manifest recorded for the
-embedded default (30,522 × 384, where the arrays are a few tens of MiB), with a margin; the
-array terms were checked on the 131,072 × 5,120 benchmark model (README, "The memory check",
-gives both figures). The GPU path's device estimate is the README's measured device peaks
-(the matrix, the kNN tiles and lists: about twice the matrix) plus cuML's column-major copy
-for its PCA initialisation; it was not measured in this check's calibration.
+The constants are the larger of what two runs held beyond those terms: the embedded default
+(30,522 × 384, where the arrays are tens of MiB) and a 65,536 × 2,048 bf16 model built by
+bench/scaling.py's code (their residuals differed by 2 to 71 MiB per stage); the 131,072 ×
+5,120 benchmark was left out of the fit and is the check (README, "The memory check", has
+the figures). The GPU path's device estimate is the rows three times (the matrix, the kNN
+tiles and lists, as the README's measured device peaks show, and cuML's column-major copy
+for its PCA initialisation) plus the affinities; it was not measured with this check.
 """
 
 from __future__ import annotations
@@ -51,10 +56,8 @@ log = logging.getLogger(__name__)
 
 MIB = 2**20
 NO_LIMIT = 2**60  # cgroup v1 writes 2^63 rounded to pages for "no limit"
-# Per-stage constants in MiB: the larger of what the embedded default (30,522 x 384) and a
-# 65,536 x 2,048 bf16 model of bench/scaling.py's kind held beyond the counted arrays, the
-# table term and the render term (manifest peak_rss_mib_per_stage, 2-core AMD EPYC,
-# 2026-12-06; the two differed by 1 to 70 MiB per stage).
+# Per-stage constants in MiB (module docstring): manifest peak_rss_mib_per_stage less the
+# counted terms, the larger of two runs, 2-core AMD EPYC, 2026-12-06.
 BASE_MIB = {"load": 472.0, "undertrained": 577.0, "knn": 798.0, "layout": 667.0,
             "quality": 998.0, "neighbours": 806.0, "render": 1136.0}
 MARGIN = 1.05  # on every stage's estimate
