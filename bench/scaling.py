@@ -19,10 +19,10 @@ The weights are not noise: a token's vector is built from its text (hashed chara
 a shared offset, uneven norms and isotropic noise, so tokens that share spelling are
 neighbours and the neighbour search has real structure to find; never-trained control
 tokens share one small vector up to tiny noise, a tight cluster of their own, as in real
-checkpoints. Figures (stage seconds,
-per-stage peak RSS, the kNN route, the graph's recall against exact neighbours and the map's
-kNN preservation, k = 10 on a 1,000-row sample, against exact cosine neighbours in the full
-space) go to stdout as a markdown table and to ``bench/results/scaling.json``.
+checkpoints. Figures (stage seconds, per-stage peak RSS and the memory check's estimate,
+the kNN route, the graph's recall against exact neighbours and the map's kNN preservation,
+k = 10 on a 1,000-row sample, against exact cosine neighbours in the full space) go to
+stdout as a markdown table and to ``bench/results/scaling.json``.
 """
 
 from __future__ import annotations
@@ -223,6 +223,7 @@ def run(name: str, folder: Path, workdir: Path, knn: str) -> dict[str, Any]:
             "route": manifest["knn"]["name"], "why": manifest["knn"]["why"],
             "stage_s": manifest["seconds"], "stage_peak_mib": manifest["peak_rss_mib_per_stage"],
             "peak_rss_mib": manifest["peak_rss_mib"],
+            "memory_estimate_mib": manifest.get("memory", {}).get("estimate_mib"),
             "graph_recall": q.get("graph_recall"), "knn_preservation": q["knn_preservation"],
             "layout_reused": manifest["layout_reused"]}
 
@@ -230,8 +231,8 @@ def run(name: str, folder: Path, workdir: Path, knn: str) -> dict[str, Any]:
 def table(rows: list[dict[str, Any]]) -> str:
     stages = ("load", "tokens", "prepare", "knn", "layout", "quality", "render")
     head = ("| size | kNN | wall s | " + " | ".join(f"{s} s" for s in stages)
-            + " | peak RSS MiB (stage) | graph recall | kNN pres. |")
-    lines = [head, "|" + " --- |" * (len(stages) + 6)]
+            + " | peak RSS MiB (stage) | estimated MiB | graph recall | kNN pres. |")
+    lines = [head, "|" + " --- |" * (len(stages) + 7)]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['size']} | {r['knn']} | error: {r['error']} |")
@@ -241,7 +242,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['rows']:,} × {r['dims']:,} | {r['route']} | {r['wall_s']:.0f} | "
             + " | ".join(f"{r['stage_s'].get(s, 0):.1f}" for s in stages)
-            + f" | {r['peak_rss_mib']:,.0f} ({peak_stage}) | {recall} | "
+            + f" | {r['peak_rss_mib']:,.0f} ({peak_stage}) | "
+            f"{r['memory_estimate_mib'] or 0:,.0f} | {recall} | "
             f"{r['knn_preservation']:.3f} |")
     return "\n".join(lines)
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from job.errors import VocabmapError
-from job.knn import array_module, knn, map_knn
+from job.knn import array_module, knn, map_knn, squared_norms
 from job.rundir import LAYOUT, NEIGHBOURS, atomic_write
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def _pair_products(X: Any, idx: Any) -> tuple[np.ndarray, np.ndarray]:
     xp = array_module(X)
     n, k = idx.shape
     dots = xp.empty((n, k), dtype=xp.float32)
-    sq = (X * X).sum(axis=1).astype(xp.float32)
+    sq = squared_norms(X).astype(xp.float32)
     block = max(1, BLOCK_BYTES // max(1, 4 * k * X.shape[1]))
     for start in range(0, n, block):
         rows = X[start:start + block]
@@ -71,7 +71,7 @@ def from_graph(X: Any, graph: tuple[Any, Any] | None, k: int, metric: str, exact
     xp = array_module(X)
     n = X.shape[0]
     k = min(k, n - 1)
-    zeros = int((_host((X * X).sum(axis=1)) == 0).sum())
+    zeros = int((_host(squared_norms(X)) == 0).sum())
     if graph is None or graph[0].shape[1] < k:
         graph = knn(X, min(k + zeros, n - 1))
         how = {"source": "exact search (the layout had no kNN graph of k columns)",

@@ -16,6 +16,7 @@ import pandas as pd
 from job import (
     contextual,
     gpu,
+    memory,
     nearest,
     neighbours,
     quality,
@@ -27,7 +28,7 @@ from job import (
     undertrained,
     weights,
 )
-from job.config import Config, ModelConfig, RenderConfig
+from job.config import Config, LayoutConfig, ModelConfig, RenderConfig
 from job.knn import knn, l2_normalise
 from job.render import pictures, zooms
 from job.stages import Stages
@@ -41,11 +42,36 @@ def _on_device(backend: str) -> bool:
     return backend == "cuml"
 
 
+def _all_rows(matrix: np.ndarray, rows: np.ndarray) -> bool:
+    return len(rows) == matrix.shape[0] and bool((rows == np.arange(len(rows))).all())
+
+
 def _selected_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The selected rows, in order: the matrix itself when all are selected (no copy)."""
-    if len(rows) == matrix.shape[0] and (rows == np.arange(len(rows))).all():
+    if _all_rows(matrix, rows):
         return matrix
     return np.ascontiguousarray(matrix[rows])
+
+
+def _check_read(rows: int, dims: int) -> None:
+    """Before the matrix is read: stop when even its smallest selection could not fit."""
+    memory.check_read(rows, dims, memory.host_limit())
+
+
+def memory_plan(emb: source.Embeddings, rows: np.ndarray, cfg: LayoutConfig, backend: str,
+                route: neighbours.Route | None, contextual_run: bool) -> memory.Plan:
+    """Estimate the layout's peak memory, compare it with what this job may use and decide
+    (job/memory.py); a job that cannot fit stops here, before the first costly stage."""
+    matrix = emb.matrix
+    job = memory.Job(
+        vocab=matrix.shape[0], rows=len(rows), dims=matrix.shape[1],
+        neighbours=reduce.n_neighbors(cfg, len(rows)), route=route.name if route else "",
+        backend=backend, matrices=2 if contextual_run else 1,
+        copy=not _all_rows(matrix, rows) or (contextual_run and cfg.metric == "cosine"))
+    device = memory.device_limit() if _on_device(backend) else None
+    plan = memory.plan(job, memory.host_limit(), device)
+    log.info("%s", plan.describe())
+    return plan
 
 
 def contextualise(emb: source.Embeddings, config: Config, stages: Stages,
@@ -110,6 +136,11 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         selection["perplexity_lowered"] = lowered
     backend, why = reduce.choose(config.layout.backend)
     log.info("t-SNE backend: %s (%s)", backend, why)
+    route = None  # sklearn, the post's baseline, searches its own neighbours
+    if backend != "sklearn":
+        route = neighbours.choose(cfg.knn, len(rows), emb.matrix.shape[1], _on_device(backend))
+        log.info("kNN search: %s (%s)", route.name, route.why)
+    plan = memory_plan(emb, rows, cfg, backend, route, occurrences is not None)
     with stages.stage("prepare"):
         X = _selected_rows(emb.matrix, rows)
         if _on_device(backend):
@@ -117,15 +148,11 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         if cfg.metric == "cosine":
             # the input matrix is not needed again, except for a contextual run's vectors
             X = l2_normalise(X, inplace=X is not emb.matrix or occurrences is None)
-    route = None  # sklearn, the post's baseline, searches its own neighbours
-    if backend != "sklearn":
-        route = neighbours.choose(cfg.knn, X.shape[0], X.shape[1], _on_device(backend))
-        log.info("kNN search: %s (%s)", route.name, route.why)
     with stages.stage("knn"):
         graph = (knn(X, reduce.n_neighbors(cfg, X.shape[0]), precision=route.precision)
                  if route else None)
     with stages.stage("layout"):
-        layout = reduce.fit(X, cfg, backend, graph)
+        layout = reduce.fit(X, cfg, backend, graph, in_place=plan.in_place)
     with stages.stage("quality"):
         q = config.quality
         score = quality.knn_preservation(X, layout.coords, q.k, q.sample, q.seed,
@@ -158,6 +185,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         "device": gpu.device_info() if _on_device(backend) else {"kind": "cpu"},
         "quality": score,
         "undertrained": scored,
+        "memory": plan.record(),
     }
     if near is not None:
         facts["neighbours"] = near_facts | {"file": nearest.FILE}
@@ -206,11 +234,22 @@ def run_model(model: ModelConfig, config: Config) -> Path:
             "ranked_list": {"file": undertrained.CSV, "rows": ranked_rows},
             "seconds": {**stages.seconds, "total": stages.total},  # this run's stages
             "peak_rss_mib": stages.overall_peak_mib,
+            "memory": _memory_entry(facts, stages.overall_peak_mib, stored is not None),
             "peak_rss_mib_per_stage": dict(stages.peak_mib),
             "environment": rundir.environment(),
         }
         rundir.write_json(folder / rundir.MANIFEST, manifest)
     return folder
+
+
+def _memory_entry(facts: dict[str, Any], peak: float, reused: bool) -> dict[str, Any]:
+    """The manifest's ``memory``: the layout's estimate and limit with this run's measured
+    peak; a run that reused the layout measured only its render, so its peak is kept apart."""
+    entry = dict(facts.get("memory") or {})
+    if reused or not entry:
+        return entry | {"peak_mib_of_this_rerun": peak} if entry else {}
+    return entry | {"peak_mib": peak,
+                    "estimate_over_peak": round(entry["estimate_mib"] / max(peak, 1.0), 3)}
 
 
 def _reusable_layout(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
@@ -256,7 +295,7 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
     if contextual_run:
         contextual.check_corpus(config.contextual)  # before the model is loaded
     with stages.stage("load"):
-        emb = source.load(model)
+        emb = source.load(model, before_read=_check_read)
     input_matrix = emb.matrix  # the under-trained score reads the input embeddings
     counts, ctx = contextualise(emb, config, stages) if contextual_run else (None, None)
     table, facts, near, ranked = layout_model(emb, config, stages, counts, input_matrix)

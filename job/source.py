@@ -230,12 +230,14 @@ def tokenizer_rows(tokenizer: Any) -> int:
     return max(tokenizer.get_vocab().values()) + 1
 
 
-def load(spec: ModelConfig) -> Embeddings:
-    """Read the full input-embedding matrix and the tokenizer of one model."""
+def load(spec: ModelConfig, before_read: weights.BeforeRead | None = None) -> Embeddings:
+    """Read the full input-embedding matrix and the tokenizer of one model;
+    ``before_read(rows, dims)`` runs before a safetensors matrix is allocated (the memory
+    check)."""
     folder, revision = resolve(spec)
     tokenizer = load_tokenizer(folder)
     n_rows = tokenizer_rows(tokenizer)
-    read = weights.read_safetensors(folder, n_rows)
+    read = weights.read_safetensors(folder, n_rows, before_read)
     method = "safetensors"
     if read is None:
         method = "automodel"

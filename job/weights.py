@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -108,10 +109,16 @@ def _rows_as_float32(file: Path, name: str, n: int, dtype: str, block: int = 819
     return out
 
 
-def _slice_rows(file: Path, name: str | None, n_rows: int) -> tuple[np.ndarray, int, str, str]:
+# called with (rows, dims) of the matrix about to be read, before it is allocated
+BeforeRead = Callable[[int, int], None]
+
+
+def _slice_rows(file: Path, name: str | None, n_rows: int, before_read: BeforeRead | None = None,
+                ) -> tuple[np.ndarray, int, str, str]:
     """(first ``n_rows`` rows of tensor ``name`` as float32, stored rows, stored dtype, name)
     from one safetensors file, read with numpy only (no torch); ``name`` None: find the input
-    embedding among the file's tensors."""
+    embedding among the file's tensors. ``before_read(rows, dims)`` runs once the header is
+    read, before the matrix is allocated."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -119,26 +126,30 @@ def _slice_rows(file: Path, name: str | None, n_rows: int) -> tuple[np.ndarray, 
             if name is None:
                 name = embedding_tensor_name(file.parent, list(f.keys()))
             part = f.get_slice(name)
-            stored, dtype = int(part.get_shape()[0]), part.get_dtype()
+            shape, dtype = [int(s) for s in part.get_shape()], part.get_dtype()
+            stored = shape[0]
     except SafetensorError as err:
         raise _damaged(file, err) from None
     if dtype not in _DTYPES:
         raise SourceError(f"the embedding tensor {name!r} in {file} is stored as {dtype}; "
                           f"vocabmap reads {', '.join(_DTYPES)} (dequantise the checkpoint)")
+    if before_read is not None:
+        before_read(min(n_rows, stored), int(np.prod(shape[1:], dtype=np.int64)))
     matrix = _rows_as_float32(file, name, min(n_rows, stored), dtype)  # only the used rows
     return matrix, stored, _DTYPES[dtype][0], name
 
 
-def read_safetensors(folder: Path, n_rows: int) -> tuple[np.ndarray, int, str, str] | None:
+def read_safetensors(folder: Path, n_rows: int, before_read: BeforeRead | None = None,
+                     ) -> tuple[np.ndarray, int, str, str] | None:
     """(first ``n_rows`` rows as float32, stored rows, stored dtype, tensor name), or None
-    when the folder has no safetensors weights."""
+    when the folder has no safetensors weights; ``before_read``: see :func:`_slice_rows`."""
     index = folder / INDEX
     if index.is_file():
         shards = weight_map(index)
         name = embedding_tensor_name(folder, list(shards))
-        return _slice_rows(folder / shards[name], name, n_rows)
+        return _slice_rows(folder / shards[name], name, n_rows, before_read)
     if (folder / SINGLE).is_file():
-        return _slice_rows(folder / SINGLE, None, n_rows)
+        return _slice_rows(folder / SINGLE, None, n_rows, before_read)
     return None
 
 

@@ -114,12 +114,15 @@ def choose(name: str) -> tuple[str, str]:
 
 
 def fit(X: Any, cfg: LayoutConfig, backend: str, knn_graph: tuple[Any, Any] | None = None,
-        init: np.ndarray | None = None) -> Layout:
+        init: np.ndarray | None = None, in_place: bool = False) -> Layout:
     """Lay out the rows of ``X`` in 2-D with the named (already chosen) backend; ``init``
     (n × 2) starts the layout from given coordinates (openTSNE only: cuML's TSNE takes no
-    array initialisation)."""
+    array initialisation); ``in_place`` (openTSNE): its PCA initialisation centres ``X``
+    itself instead of a copy (job/memory.py's lower-memory choice)."""
     module = importlib.import_module(f"job.reduce.{backend}")
-    if init is None:
+    if init is None and in_place and backend == "opentsne":
+        layout = module.fit(X, cfg, knn_graph, in_place=True)
+    elif init is None:
         layout = module.fit(X, cfg, knn_graph)
     elif backend == "opentsne":
         layout = module.fit(X, cfg, knn_graph, init=init)

@@ -25,10 +25,36 @@ MAX_STEP_NORM = 5.0  # openTSNE's default: no point moves more than this in one 
 FFT_FROM = 10_000  # openTSNE's own rule: Barnes-Hut below this many points, FFT from it
 
 
+def pca_in_place(X: np.ndarray, seed: int) -> np.ndarray:
+    """openTSNE's PCA initialisation as its ``initialization.pca`` makes it with sklearn's
+    randomized solver (what ``svd_solver="auto"`` picks above 1,000 dims), but with ``X``
+    centred in place and restored afterwards instead of centred on a copy: the same start,
+    without a second matrix (job/memory.py's lower-memory choice). ``X`` comes back within
+    a float32 rounding of itself."""
+    from openTSNE.initialization import jitter, rescale
+    from sklearn.utils import check_random_state
+    from sklearn.utils.extmath import randomized_svd, svd_flip
+
+    mean = X.mean(axis=0)
+    X -= mean
+    try:
+        U, S, Vt = randomized_svd(X, 2, n_oversamples=10, n_iter="auto",
+                                  power_iteration_normalizer="auto", flip_sign=False,
+                                  random_state=check_random_state(seed))
+    finally:
+        X += mean
+    U, _ = svd_flip(U, Vt, u_based_decision=False)
+    start = U[:, :2] * S[:2]
+    rescale(start, inplace=True)
+    jitter(start, inplace=True, random_state=seed)
+    return np.ascontiguousarray(start)
+
+
 def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None,
-        init: np.ndarray | None = None) -> Layout:
+        init: np.ndarray | None = None, in_place: bool = False) -> Layout:
     """Lay out ``X``; ``init`` (n × 2), e.g. another map's coordinates, replaces the PCA
-    initialisation and is used at the scale given (the caller picks it)."""
+    initialisation and is used at the scale given (the caller picks it); ``in_place``: the
+    PCA initialisation centres ``X`` itself (:func:`pca_in_place`), not a copy."""
     import openTSNE
     from openTSNE import TSNEEmbedding, affinity, initialization
     from openTSNE.nearest_neighbors import PrecomputedNeighbors
@@ -46,7 +72,9 @@ def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None,
     aff = affinity.PerplexityBasedNN(
         perplexity=min(cfg.perplexity, (n - 1) / 3), knn_index=PrecomputedNeighbors(idx, dist),
         n_jobs=jobs, random_state=cfg.seed, verbose=False)
-    if init is None:
+    if init is None and in_place:
+        start = pca_in_place(X, cfg.seed)
+    elif init is None:
         start = initialization.pca(X, random_state=cfg.seed)  # scaled to std 1e-4
     else:
         start = np.ascontiguousarray(init, dtype=np.float64)
@@ -71,7 +99,8 @@ def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None,
     params = {
         "library": "openTSNE", "version": openTSNE.__version__,
         "negative_gradient_method": method,
-        "initialization": "pca (std 1e-4)" if init is None else "given",
+        "initialization": ("given" if init is not None else "pca (std 1e-4)"
+                           + (", centred in place" if in_place else "")),
         "perplexity": aff.perplexity, "n_neighbors": int(idx.shape[1]),
         "knn": "precomputed exact (shared graph)", "metric_space": cfg.metric,
         "early_exaggeration": cfg.early_exaggeration,
