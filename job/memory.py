@@ -69,6 +69,7 @@ RENDER_BYTES_PER_ROW = 6144  # the pictures' per-token frames (fitted: see BASE_
 TABLE_BYTES_PER_ROW = 3072  # the token table and its checks, from the tokens stage on (fitted)
 DEVICE_BASE_MIB = 600.0  # CUDA context, cuML's and torch's workspaces
 IN_PLACE = "pca_in_place"  # the lower-memory choice: openTSNE's PCA init without a copy
+CHECK_ENV = "VOCABMAP_MEMORY_CHECK"  # "warn": a job that would not fit logs it and goes on
 
 
 class MemoryLimitError(VocabmapError, RuntimeError):
@@ -310,6 +311,7 @@ def _too_large(job: Job, need: float, limit: Limit, device: bool, floor: float =
         what = "memory"
     if hint := _fewer_tokens(job, limit.mib) if not device else "":
         ways.insert(1, hint)
+    ways.append(f"or, if the estimate is wrong here, set {CHECK_ENV}=warn to try anyway")
     return MemoryLimitError(f"this job needs about {_gib(need)} of {what} at its peak "
                             f"({shape}) but may use {_gib(limit.mib)} ({limit.source}); "
                             + "; ".join(ways))
@@ -326,14 +328,21 @@ def plan(job: Job, limit: Limit | None, device: Limit | None = None) -> Plan:
                          "limit_mib": round(device.mib) if device else None,
                          "limit_from": device.source if device else "no device limit found"}
         if device and need > device.mib:
-            raise _too_large(job, need, device, device=True)
+            _refuse(_too_large(job, need, device, device=True))
     if limit is None or result.estimate_mib <= limit.mib:
         return result
-    if pca_copies(job):
-        lower = stage_peaks(job, in_place=True)
-        if max(lower.values()) <= limit.mib:
-            return Plan(max(lower.values()), limit, IN_PLACE, lower, result.device)
-    raise _too_large(job, result.estimate_mib, limit, device=False)
+    lower = stage_peaks(job, in_place=True) if pca_copies(job) else None
+    if lower is None or max(lower.values()) > limit.mib:
+        _refuse(_too_large(job, result.estimate_mib, limit, device=False))  # or warn
+    return Plan(max(lower.values()), limit, IN_PLACE, lower, result.device) if lower else result
+
+
+def _refuse(error: MemoryLimitError) -> None:
+    """Raise ``error``; with ``VOCABMAP_MEMORY_CHECK=warn`` log it as a warning instead (the
+    job goes on, with the lower-memory choice where there is one)."""
+    if os.environ.get(CHECK_ENV, "").strip().lower() != "warn":
+        raise error
+    log.warning("%s (going on: %s=warn)", error, CHECK_ENV)
 
 
 def check_read(vocab: int, dims: int, limit: Limit | None) -> None:
@@ -344,4 +353,4 @@ def check_read(vocab: int, dims: int, limit: Limit | None) -> None:
     if limit is None or floor <= limit.mib:
         return
     whole = Job(vocab, vocab, dims, 90, "exact", "opentsne", False)  # layout.perplexity 30
-    raise _too_large(whole, max(stage_peaks(whole).values()), limit, False, floor)
+    _refuse(_too_large(whole, max(stage_peaks(whole).values()), limit, False, floor))

@@ -121,6 +121,18 @@ def test_plan_fits_takes_the_lower_memory_choice_or_refuses() -> None:
     assert "[tokens]" in text and "machine with more memory" in text
 
 
+def test_warn_lets_a_job_the_estimate_refuses_go_on(monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """VOCABMAP_MEMORY_CHECK=warn, named in the error, for an estimate wrong on some machine:
+    the refusal becomes a warning and the job goes on with the lower-memory choice."""
+    with pytest.raises(memory.MemoryLimitError, match="set VOCABMAP_MEMORY_CHECK=warn"):
+        memory.plan(NEMO, Limit(4500, "test"))
+    monkeypatch.setenv("VOCABMAP_MEMORY_CHECK", "warn")
+    went_on = memory.plan(NEMO, Limit(4500, "test"))
+    assert went_on.in_place and "going on: VOCABMAP_MEMORY_CHECK=warn" in caplog.text
+    memory.check_read(256000, 4096, Limit(4000, "test"))  # no error either
+
+
 def test_fewer_tokens_is_offered_only_when_fewer_would_fit() -> None:
     with pytest.raises(memory.MemoryLimitError) as err:
         memory.plan(NEMO, Limit(3700, "test"))  # the 2.5 GiB matrix alone nearly fills it
