@@ -85,6 +85,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     import dataclasses
 
     from job import pipeline, rundir
+    from job.runread import Manifest
 
     folder = Path(args.run_dir)
     if not (folder / rundir.LAYOUT).is_file():
@@ -93,8 +94,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.config:
         render = config_mod.load(args.config).render
     else:  # the run's own render settings
-        stored = rundir.read_json(folder / rundir.MANIFEST)["config"]
-        render = config_mod.from_dict({"render": stored["render"]}).render
+        stored = Manifest.read(folder).render
+        render = config_mod.from_dict({"render": stored}).render
     if args.color_by:
         render = dataclasses.replace(render, color_by=args.color_by)
     files = pipeline.rerender(folder, render)

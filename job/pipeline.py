@@ -31,6 +31,7 @@ from job import (
 from job.config import Config, LayoutConfig, ModelConfig, RenderConfig
 from job.knn import knn, l2_normalise
 from job.render import pictures, zooms
+from job.runread import Manifest
 from job.stages import Stages
 
 log = logging.getLogger(__name__)
@@ -352,11 +353,12 @@ def render_pictures(table: pd.DataFrame, render: RenderConfig, folder: Path,
     render settings of this layout (``force`` redraws anyway); returns the manifest's
     ``rendered`` and ``render_state``."""
     state = pictures.render_state(render, folder / rundir.LAYOUT, folder / nearest.FILE)
-    manifest = _read_manifest(folder)
-    stored = manifest.get("render_state", {})
-    if not force and pictures.up_to_date(folder, stored, state) and "rendered" in manifest:
+    manifest = Manifest.read_if_any(folder)
+    stored = manifest.render_state if manifest else {}
+    rendered = manifest.rendered if manifest else None
+    if not force and pictures.up_to_date(folder, stored, state) and rendered is not None:
         log.info("pictures up to date (same render settings and layout): not redrawn")
-        return {"rendered": manifest["rendered"], "render_state": stored}
+        return {"rendered": rendered, "render_state": stored}
     if stored.get("settings") not in (None, state["settings"]):
         log.info("render settings differ from the run directory's: redrawing pictures")
     drawn = pictures.render_all(table, render, folder, model=model)
@@ -369,20 +371,11 @@ def rerender(folder: Path, render: RenderConfig) -> list[str]:
     returns the files drawn."""
     with rundir.claim(folder):
         table = pd.read_parquet(folder / rundir.LAYOUT)
-        label = _read_manifest(folder).get("model", {}).get("label", "")
+        manifest = Manifest.read_if_any(folder)
+        label = manifest.label if manifest else ""
         part = render_pictures(table, render, folder, force=True, model=label)
-        manifest_path = folder / rundir.MANIFEST
-        if manifest_path.is_file():  # record what the pictures now show
-            manifest = rundir.read_json(manifest_path) | part
-            manifest.setdefault("config", {})["render"] = dataclasses.asdict(render)
-            rundir.write_json(manifest_path, manifest)
+        if manifest:  # record what the pictures now show
+            data = manifest.data | part
+            data.setdefault("config", {})["render"] = dataclasses.asdict(render)
+            rundir.write_json(folder / rundir.MANIFEST, data)
     return part["rendered"]["files"]
-
-
-def _read_manifest(folder: Path) -> dict[str, Any]:
-    """The run directory's manifest, or {} when there is none (or it cannot be read)."""
-    try:
-        manifest = rundir.read_json(folder / rundir.MANIFEST)
-    except (OSError, ValueError):
-        return {}
-    return manifest if isinstance(manifest, dict) else {}

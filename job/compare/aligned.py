@@ -46,8 +46,7 @@ VERSION = 1  # bump when the aligned layout changes, so stored ones are redone
 def layout_config(run: Run) -> LayoutConfig:
     """The run's own t-SNE settings (from its manifest), on openTSNE, with the aligned
     layout's gentler early exaggeration."""
-    stored = run.manifest.get("config", {}).get("layout", {})
-    cfg = from_dict({"layout": stored}).layout
+    cfg = from_dict({"layout": run.manifest.layout}).layout
     return LayoutConfig(**{**asdict(cfg), "backend": "opentsne",
                            "early_exaggeration": EXAGGERATION})
 

@@ -68,9 +68,7 @@ def _save(img: Any, path: Path) -> None:
 def _anchors(runs: list[Run], given: tuple[str, ...]) -> list[str]:
     if given:
         return list(given)
-    found = [z["anchor"] for z in runs[0].manifest.get("config", {}).get("render", {})
-             .get("zooms", []) if z.get("anchor")]
-    return found or list(DEFAULT_ANCHORS)
+    return runs[0].manifest.anchors or list(DEFAULT_ANCHORS)
 
 
 def _listed(table: pd.DataFrame, n: int) -> dict[str, list[dict[str, Any]]]:
@@ -205,9 +203,9 @@ def compare(folders: list[Path], out: Path | None = None, cfg: CompareConfig | N
         "config": {**cfg.__dict__, "anchors": list(cfg.anchors)}, "k": cfg.k, "out": str(out),
         "matched_by": matched_by,
         "runs": [{"label": label, "run_dir": str(run.folder), "family": run.family,
-                  "model": run.manifest.get("model", {}).get("id", ""),
+                  "model": run.manifest.model_id,
                   "tokens": len(run.table), "keys": int(run.table["key"].nunique()),
-                  "knn_preservation": run.manifest.get("quality", {}).get("knn_preservation"),
+                  "knn_preservation": run.manifest.knn_preservation,
                   "disparity_to_first": d, "vectors_error": run.vectors_error}
                  for label, run, d in zip(labels, runs, to_ref, strict=True)],
         "failed": [{"run_dir": str(f.folder), "reason": f.reason} for f in failed],

@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ from job import rundir
 from job.config import Config, ModelConfig
 from job.errors import VocabmapError
 from job.knn import l2_normalise
+from job.runread import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Run:
     """One finished run directory."""
 
     folder: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     table: pd.DataFrame  # the layout, plus ``key`` for shared-token matching
     vectors: Vectors | None = None
     vectors_error: str = ""
@@ -62,11 +62,11 @@ class Run:
 
     @property
     def family(self) -> str:
-        return str(self.manifest.get("model", {}).get("family", ""))
+        return self.manifest.family
 
     @property
     def metric(self) -> str:
-        return str(self.manifest.get("config", {}).get("layout", {}).get("metric", "cosine"))
+        return self.manifest.metric
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def load(folder: Path, log_file: Path | None = None) -> Run | Failed:
         return Failed(folder, hint or "did not finish (no manifest.json); see the job's log")
     table = pd.read_parquet(folder / rundir.LAYOUT)
     table["key"] = token_keys(table)
-    return Run(folder, rundir.read_json(folder / rundir.MANIFEST), table)
+    return Run(folder, Manifest.read(folder), table)
 
 
 def planned(config: Config) -> list[Path]:
@@ -145,19 +145,18 @@ def load_vectors(run: Run, keys: set[str], full: bool = False) -> None:
     """
     from job import source
 
-    model = run.manifest.get("model", {})
-    if model.get("embeddings", "input") == "contextual":
+    if run.manifest.contextual:
         _load_stored_vectors(run, keys, full)
         return
-    path = model.get("path", "")
+    path = run.manifest.model_path
     try:
         emb = source.load(ModelConfig(id=path))
     except (VocabmapError, OSError) as err:  # e.g. a .bin model and no torch
         run.vectors_error = f"could not re-read {path}: {err}"
         log.warning("%s: %s", run.label, run.vectors_error)
         return
-    expected = run.manifest.get("model", {}).get("vocab_size")
-    if expected and emb.matrix.shape[0] != expected:
+    expected = run.manifest.vocab_size
+    if emb.matrix.shape[0] != expected:
         run.vectors_error = (f"{path} now has {emb.matrix.shape[0]} rows, the run had "
                              f"{expected}; the model files changed since the run")
         log.warning("%s: %s", run.label, run.vectors_error)
@@ -201,8 +200,7 @@ def _keep(run: Run, keys: set[str], take: Callable[[pd.DataFrame], np.ndarray],
 
 def same_model(runs: list[Run]) -> bool:
     """True when every run maps the same model files (e.g. its input and contextual vectors)."""
-    ids = {(r.manifest.get("model", {}).get("path"), r.manifest.get("model", {}).get("revision"))
-           for r in runs}
+    ids = {(r.manifest.model_path, r.manifest.revision) for r in runs}
     return len(ids) == 1 and None not in next(iter(ids))
 
 
