@@ -90,7 +90,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     folder = Path(args.run_dir)
     if not (folder / rundir.LAYOUT).is_file():
         raise config_mod.ConfigError(f"{folder} has no {rundir.LAYOUT}; give a run directory "
-                                     "made by `python -m job run`")
+                                             "directory made by `python -m job run`")
     if args.config:
         render = config_mod.load(args.config).render
     else:  # the run's own render settings
@@ -182,13 +182,13 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
     """Print a token's original-space neighbours from the run's ``neighbours.parquet``: one
     line each with rank, cosine similarity, whether it is also a map neighbour, token id and
     display text (tab-separated)."""
-    from job import nearest, rundir
+    from job import neighbours_file, rundir
 
     folder = Path(args.run_dir)
     if not (folder / rundir.LAYOUT).is_file():
-        raise nearest.NeighbourError(f"{folder} has no {rundir.LAYOUT}; give a run directory "
-                                     "made by `python -m job run`")
-    rows = nearest.listing(folder, args.token, args.k)
+        raise neighbours_file.NeighbourError(f"{folder} has no {rundir.LAYOUT}; give a run "
+                                             "directory made by `python -m job run`")
+    rows = neighbours_file.listing(folder, args.token, args.k)
     print("rank\tsimilarity\ton_map\ttoken_id\ttoken")
     for r in rows.itertuples():
         print(f"{r.rank}\t{r.similarity:.4f}\t{'yes' if r.map_neighbour else 'no'}\t"

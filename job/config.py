@@ -87,7 +87,7 @@ class LayoutConfig:
     # openTSNE (CPU) is deterministic for a seed either way.
     deterministic: bool = True
     # neighbour search: "auto" = exact float32 where cheap, int8 products for large N² · d on
-    # CPUs that multiply int8 fast (job/neighbours.py); "exact" / "int8" force one.
+    # CPUs that multiply int8 fast (job/search.py); "exact" / "int8" force one.
     knn: Literal["auto", "exact", "int8"] = "auto"
     n_jobs: int = -1  # CPU threads; -1 = all cores
 

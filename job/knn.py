@@ -17,7 +17,7 @@ centred (distances do not change) and each is scaled to ±127 and rounded; the i
 are summed exactly in int32 (VNNI / AMX instructions, ``torch._int_mm``) and scaled back. On
 this project's 2-core AMD EPYC that is about 8 times the float32 throughput, and the dot
 products of unit rows are off by about 1e-4 at 5,120 dimensions (README), so a neighbour near
-the k-th place can swap with the next one; job/neighbours.py decides when that trade is
+the k-th place can swap with the next one; job/search.py decides when that trade is
 worth it and the quality stage measures the recall.
 """
 
@@ -353,16 +353,3 @@ def knn(data: Any, k: int, queries: Any | None = None, query_ids: Any | None = N
         out_dist[start:start + block] = xp.sqrt(xp.maximum(dist, 0))
     return out_idx, out_dist
 
-
-def map_knn(points: Any, k: int) -> np.ndarray:
-    """The ``k`` nearest other points of every point of a 2-D (or 3-D) map, exact, by a
-    k-d tree (n × k int64, nearest first); the point itself is left out wherever ties put
-    it, else the farthest of the ``k + 1`` found is dropped."""
-    from scipy.spatial import cKDTree
-
-    pts = np.asarray(points, dtype=np.float64)
-    _, idx = cKDTree(pts).query(pts, k=k + 1)
-    idx = np.asarray(idx, dtype=np.int64).reshape(len(pts), k + 1)
-    own = idx == np.arange(len(pts))[:, None]
-    own[~own.any(axis=1), -1] = True
-    return idx[~own].reshape(len(pts), k)

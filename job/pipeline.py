@@ -17,11 +17,11 @@ from job import (
     contextual,
     gpu,
     memory,
-    nearest,
-    neighbours,
+    neighbours_file,
     quality,
     reduce,
     rundir,
+    search,
     select,
     source,
     tokens,
@@ -29,7 +29,7 @@ from job import (
     weights,
 )
 from job.config import Config, LayoutConfig, ModelConfig, RenderConfig
-from job.knn import knn, l2_normalise
+from job.knn import l2_normalise
 from job.render import pictures, zooms
 from job.runread import Manifest
 from job.stages import Stages
@@ -60,7 +60,7 @@ def _check_read(rows: int, dims: int) -> None:
 
 
 def memory_plan(emb: source.Embeddings, rows: np.ndarray, cfg: LayoutConfig, backend: str,
-                route: neighbours.Route | None, contextual_run: bool) -> memory.Plan:
+                route: search.Search | None, contextual_run: bool) -> memory.Plan:
     """Estimate the layout's peak memory, compare it with what this job may use and decide
     (job/memory.py); a job that cannot fit stops here, before the first costly stage."""
     matrix = emb.matrix
@@ -139,7 +139,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
     log.info("t-SNE backend: %s (%s)", backend, why)
     route = None  # sklearn, the post's baseline, searches its own neighbours
     if backend != "sklearn":
-        route = neighbours.choose(cfg.knn, len(rows), emb.matrix.shape[1], _on_device(backend))
+        route = search.choose(cfg.knn, len(rows), emb.matrix.shape[1], _on_device(backend))
         log.info("kNN search: %s (%s)", route.name, route.why)
     plan = memory_plan(emb, rows, cfg, backend, route, occurrences is not None)
     with stages.stage("prepare"):
@@ -150,8 +150,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
             # the input matrix is not needed again, except for a contextual run's vectors
             X = l2_normalise(X, inplace=X is not emb.matrix or occurrences is None)
     with stages.stage("knn"):
-        graph = (knn(X, reduce.n_neighbors(cfg, X.shape[0]), precision=route.precision)
-                 if route else None)
+        graph = route.graph(X, reduce.n_neighbors(cfg, X.shape[0])) if route else None
     with stages.stage("layout"):
         layout = reduce.fit(X, cfg, backend, graph, in_place=plan.in_place)
     with stages.stage("quality"):
@@ -167,7 +166,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
     near = None
     if config.render.neighbours:
         with stages.stage("neighbours"):
-            near, near_facts = nearest.compute(
+            near, near_facts = neighbours_file.compute(
                 X, graph, layout.coords, table["token_id"].to_numpy(), config.render.neighbours,
                 cfg.metric, route is None or route.exact)
     facts = {
@@ -189,7 +188,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         "memory": plan.record(),
     }
     if near is not None:
-        facts["neighbours"] = near_facts | {"file": nearest.FILE}
+        facts["neighbours"] = near_facts | {"file": rundir.NEIGHBOURS}
     return table, facts, near, ranked
 
 
@@ -311,7 +310,7 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
     facts["layout_peak_rss_mib"] = dict(stages.peak_mib)
     rundir.write_parquet(folder / rundir.LAYOUT, table)
     if near is not None:
-        nearest.write(folder / nearest.FILE, near, facts["neighbours"])
+        neighbours_file.write(folder / rundir.NEIGHBOURS, near, facts["neighbours"])
     # before facts.json: a reusable layout (one with its facts) has its ranked list beside it
     undertrained.write_ranked(ranked, folder / undertrained.CSV)
     rundir.write_json(folder / rundir.FACTS, facts)
@@ -324,10 +323,10 @@ def _ensure_neighbours(model: ModelConfig, config: Config, folder: Path, table: 
     vocabmap) or holds fewer than ``render.neighbours`` per token gets them searched again
     from the model's matrix; the layout itself is kept."""
     k = config.render.neighbours
-    meta = nearest.read_meta(folder / nearest.FILE)
+    meta = neighbours_file.read_meta(folder / rundir.NEIGHBOURS)
     if not k or (meta and meta.get("k", 0) >= min(k, len(table) - 1)):
         return
-    log.info("%s %s: searching the neighbours again (the layout is kept)", nearest.FILE,
+    log.info("%s %s: searching the neighbours again (the layout is kept)", rundir.NEIGHBOURS,
              "holds fewer than render.neighbours" if meta else "is missing")
     with stages.stage("neighbours"):
         if (folder / rundir.VECTORS).is_file():  # a contextual run's mapped vectors
@@ -337,13 +336,13 @@ def _ensure_neighbours(model: ModelConfig, config: Config, folder: Path, table: 
         metric = config.layout.metric  # part of the run key: the layout's own
         if metric == "cosine":
             X = l2_normalise(X, inplace=True)
-        route = neighbours.choose(config.layout.knn, X.shape[0], X.shape[1], False)
-        graph = knn(X, min(3 * k, len(X) - 1), precision="int8") if not route.exact else None
-        near, meta = nearest.compute(X, graph, table[["x", "y"]].to_numpy(),
+        route = search.choose(config.layout.knn, X.shape[0], X.shape[1], False)
+        graph = route.graph(X, min(3 * k, len(X) - 1)) if not route.exact else None
+        near, meta = neighbours_file.compute(X, graph, table[["x", "y"]].to_numpy(),
                                      table["token_id"].to_numpy(), k, metric, route.exact)
         meta["source"] = f"searched again for a reused layout ({meta['source']})"
-    nearest.write(folder / nearest.FILE, near, meta | {"file": nearest.FILE})
-    facts["neighbours"] = meta | {"file": nearest.FILE}
+    neighbours_file.write(folder / rundir.NEIGHBOURS, near, meta | {"file": rundir.NEIGHBOURS})
+    facts["neighbours"] = meta | {"file": rundir.NEIGHBOURS}
     rundir.write_json(folder / rundir.FACTS, facts)
 
 
@@ -352,7 +351,7 @@ def render_pictures(table: pd.DataFrame, render: RenderConfig, folder: Path,
     """Draw the pictures unless the run directory's manifest says the ones there show these
     render settings of this layout (``force`` redraws anyway); returns the manifest's
     ``rendered`` and ``render_state``."""
-    state = pictures.render_state(render, folder / rundir.LAYOUT, folder / nearest.FILE)
+    state = pictures.render_state(render, folder / rundir.LAYOUT, folder / rundir.NEIGHBOURS)
     manifest = Manifest.read_if_any(folder)
     stored = manifest.render_state if manifest else {}
     rendered = manifest.rendered if manifest else None

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from job.knn import array_module, knn
+from job.search import map_knn
 
 
 def sample_ids(n: int, size: int, seed: int) -> np.ndarray:
@@ -54,7 +55,7 @@ def knn_preservation(data: Any, coords: Any, k: int = 10, sample: int = 2000,
             graph = xp.asarray(neighbours)[ids, :width]
             recall = {"graph_recall": _overlap(high, graph) / width}
         high = high[:, :k]
-    low, _ = knn(coords, k, queries=coords[ids], query_ids=ids)
+    low = map_knn(coords, k, ids)
     score = _overlap(high, low) / k
     return {"k": k, "sample": int(len(ids_np)), "seed": seed, "knn_preservation": score,
             "chance": k / (n - 1), **recall}

@@ -99,6 +99,11 @@ class Manifest:
         return str(self.value("config", "layout", "metric"))
 
     @property
+    def knn(self) -> str:
+        """The run's ``layout.knn``: which neighbour search its vectors take."""
+        return str(self.value("config", "layout", "knn"))
+
+    @property
     def anchors(self) -> list[str]:
         """The anchors of the run's zooms, in order."""
         return [z["anchor"] for z in self.value("config", "render", "zooms") if z.get("anchor")]

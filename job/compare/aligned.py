@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from job import neighbours, quality, reduce, rundir
+from job import quality, reduce, rundir, search
 from job.compare.runs import Run
 from job.config import LayoutConfig, from_dict
 from job.knn import knn
@@ -105,8 +105,8 @@ def layout(ref: Run, run: Run, out: Path, k: int = 10, sample: int = 2000,
     data = run.vectors.matrix
     began = time.perf_counter()
     init, from_ref = start(ref, run)
-    route = neighbours.choose(cfg.knn, data.shape[0], data.shape[1], on_gpu=False)
-    graph = knn(data, reduce.n_neighbors(cfg, data.shape[0]), precision=route.precision)
+    route = search.choose(cfg.knn, data.shape[0], data.shape[1], on_gpu=False)
+    graph = route.graph(data, reduce.n_neighbors(cfg, data.shape[0]))
     fitted = reduce.fit(data, cfg, "opentsne", graph, init=init)
     seconds = time.perf_counter() - began
     coords = fitted.coords.astype(np.float64)
