@@ -84,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from job import pipeline, rundir
+    from job import render_cache, rundir
     from job.runread import Manifest
 
     folder = Path(args.run_dir)
@@ -98,7 +98,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         render = config_mod.from_dict({"render": stored}).render
     if args.color_by:
         render = dataclasses.replace(render, color_by=args.color_by)
-    files = pipeline.rerender(folder, render)
+    files = render_cache.rerender(folder, render)
     logging.getLogger("job").info("rendered %s", ", ".join(files))
     print(folder)
     return 0

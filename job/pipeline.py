@@ -1,11 +1,11 @@
 """One model through every stage: source → tokens → layout → quality → render → run directory.
 
-A finished layout in the run directory is reused: a rerun only re-renders.
+A finished layout in the run directory is reused (job/upgrade.py brings one of an older
+vocabmap up to date): a rerun only re-renders, and only what changed (job/render_cache.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,18 +20,19 @@ from job import (
     neighbours_file,
     quality,
     reduce,
+    render_cache,
     rundir,
     search,
     select,
     source,
     tokens,
     undertrained,
+    upgrade,
     weights,
 )
-from job.config import Config, LayoutConfig, ModelConfig, RenderConfig
+from job.config import Config, LayoutConfig, ModelConfig
 from job.knn import l2_normalise
-from job.render import pictures, zooms
-from job.runread import Manifest
+from job.render import zooms
 from job.stages import Stages
 
 log = logging.getLogger(__name__)
@@ -209,22 +210,15 @@ def run_model(model: ModelConfig, config: Config) -> Path:
     folder = rundir.run_dir(model, config)
     with rundir.claim(folder):
         stages = Stages()
-        stored = _reusable_layout(folder)
+        stored = upgrade.reuse(model, config, folder, stages)
+        near = None
         if stored:
-            table, facts = stored
-            if undertrained.COLUMN not in table:
-                table, facts = _add_score(model, folder, table, facts, stages)
-            elif not (folder / undertrained.CSV).is_file():
-                log.info("%s is missing: ranking the tokens of the stored layout (the map's "
-                         "selection) instead of the whole vocabulary", undertrained.CSV)
-                undertrained.write_ranked(undertrained.ranked(table), folder / undertrained.CSV)
-            _ensure_neighbours(model, config, folder, table, facts, stages)
+            table, facts, ranked_rows = stored
         else:
-            table, facts = _make_layout(model, config, folder, stages)
-        ranked_rows = len(pd.read_csv(folder / undertrained.CSV))
+            table, facts, near, ranked_rows = _make_layout(model, config, folder, stages)
         with stages.stage("render"):
-            pictures_part = render_pictures(table, config.render, folder,
-                                            model=facts["model"]["label"])
+            pictures_part = render_cache.render_pictures(
+                table, config.render, folder, model=facts["model"]["label"], near=near)
         manifest = {
             **facts,  # includes layout_seconds: the stages that made the layout
             "config": config.to_dict() | {"models": [vars(model)]},
@@ -252,43 +246,10 @@ def _memory_entry(facts: dict[str, Any], peak: float, reused: bool) -> dict[str,
                     "estimate_over_peak": round(entry["estimate_mib"] / max(peak, 1.0), 3)}
 
 
-def _reusable_layout(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
-    """The finished layout and its facts, when both are there (facts.json is written after
-    the layout, and removed before a new layout is made, so both means they match)."""
-    layout, facts = folder / rundir.LAYOUT, folder / rundir.FACTS
-    if not (layout.is_file() and facts.is_file()):
-        return None
-    log.info("reusing the finished layout in %s (delete it to recompute)", folder)
-    return pd.read_parquet(layout), rundir.read_json(facts)
-
-
-def _add_score(model: ModelConfig, folder: Path, table: pd.DataFrame, facts: dict[str, Any],
-               stages: Stages) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A layout written before the under-trained score existed: compute the score from the
-    model's input embeddings and add its columns to the stored layout, keeping x and y."""
-    log.info("the layout in %s has no under-trained score (written by an earlier version): "
-             "computing it from the model; the layout itself is kept", folder)
-    with stages.stage("load"):
-        emb = source.load(model)
-    with stages.stage("tokens"):
-        full = tokens.build_table(emb.tokenizer, emb.matrix.shape[0],
-                                  tokens.vocab_file_tokens(emb.path))
-    with stages.stage("undertrained"):
-        scored = undertrained.add_columns(full, emb.matrix, emb.tokenizer)
-    del emb
-    rows = table["token_id"].to_numpy()
-    table[undertrained.COLUMN] = full[undertrained.COLUMN].to_numpy()[rows]
-    table[undertrained.ROUNDTRIP] = full[undertrained.ROUNDTRIP].array[rows]
-    facts["undertrained"] = scored | {"added_to_stored_layout": True}
-    undertrained.write_ranked(undertrained.ranked(full, on_map=rows), folder / undertrained.CSV)
-    rundir.write_parquet(folder / rundir.LAYOUT, table)
-    rundir.write_json(folder / rundir.FACTS, facts)
-    return table, facts
-
-
 def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stages,
-                 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Compute the layout and write ``layout.parquet`` then ``facts.json``."""
+                 ) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None, int]:
+    """Compute the layout and write ``layout.parquet`` then ``facts.json``; returns the
+    table, its facts, the neighbours table (or None) and the ranked list's rows."""
     for old in (rundir.FACTS, rundir.MANIFEST):  # they describe a layout that is gone
         (folder / old).unlink(missing_ok=True)
     contextual_run = model.embeddings == "contextual"
@@ -312,69 +273,6 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
     if near is not None:
         neighbours_file.write(folder / rundir.NEIGHBOURS, near, facts["neighbours"])
     # before facts.json: a reusable layout (one with its facts) has its ranked list beside it
-    undertrained.write_ranked(ranked, folder / undertrained.CSV)
+    ranked_rows = undertrained.write_ranked(ranked, folder / undertrained.CSV)
     rundir.write_json(folder / rundir.FACTS, facts)
-    return table, facts
-
-
-def _ensure_neighbours(model: ModelConfig, config: Config, folder: Path, table: pd.DataFrame,
-                       facts: dict[str, Any], stages: Stages) -> None:
-    """A reused layout whose ``neighbours.parquet`` is missing (a run directory of an older
-    vocabmap) or holds fewer than ``render.neighbours`` per token gets them searched again
-    from the model's matrix; the layout itself is kept."""
-    k = config.render.neighbours
-    meta = neighbours_file.read_meta(folder / rundir.NEIGHBOURS)
-    if not k or (meta and meta.get("k", 0) >= min(k, len(table) - 1)):
-        return
-    log.info("%s %s: searching the neighbours again (the layout is kept)", rundir.NEIGHBOURS,
-             "holds fewer than render.neighbours" if meta else "is missing")
-    with stages.stage("neighbours"):
-        if (folder / rundir.VECTORS).is_file():  # a contextual run's mapped vectors
-            X = np.load(folder / rundir.VECTORS).astype(np.float32)
-        else:
-            X = source.load(model).matrix[table["token_id"].to_numpy()]
-        metric = config.layout.metric  # part of the run key: the layout's own
-        if metric == "cosine":
-            X = l2_normalise(X, inplace=True)
-        route = search.choose(config.layout.knn, X.shape[0], X.shape[1], False)
-        graph = route.graph(X, min(3 * k, len(X) - 1)) if not route.exact else None
-        near, meta = neighbours_file.compute(X, graph, table[["x", "y"]].to_numpy(),
-                                     table["token_id"].to_numpy(), k, metric, route.exact)
-        meta["source"] = f"searched again for a reused layout ({meta['source']})"
-    neighbours_file.write(folder / rundir.NEIGHBOURS, near, meta | {"file": rundir.NEIGHBOURS})
-    facts["neighbours"] = meta | {"file": rundir.NEIGHBOURS}
-    rundir.write_json(folder / rundir.FACTS, facts)
-
-
-def render_pictures(table: pd.DataFrame, render: RenderConfig, folder: Path,
-                    force: bool = False, model: str = "") -> dict[str, Any]:
-    """Draw the pictures unless the run directory's manifest says the ones there show these
-    render settings of this layout (``force`` redraws anyway); returns the manifest's
-    ``rendered`` and ``render_state``."""
-    state = pictures.render_state(render, folder / rundir.LAYOUT, folder / rundir.NEIGHBOURS)
-    manifest = Manifest.read_if_any(folder)
-    stored = manifest.render_state if manifest else {}
-    rendered = manifest.rendered if manifest else None
-    if not force and pictures.up_to_date(folder, stored, state) and rendered is not None:
-        log.info("pictures up to date (same render settings and layout): not redrawn")
-        return {"rendered": rendered, "render_state": stored}
-    if stored.get("settings") not in (None, state["settings"]):
-        log.info("render settings differ from the run directory's: redrawing pictures")
-    drawn = pictures.render_all(table, render, folder, model=model)
-    state["files"] = pictures.file_sizes(folder, drawn["files"])
-    return {"rendered": drawn, "render_state": state}
-
-
-def rerender(folder: Path, render: RenderConfig) -> list[str]:
-    """Redraw a finished run's pictures with ``render`` and record them in its manifest;
-    returns the files drawn."""
-    with rundir.claim(folder):
-        table = pd.read_parquet(folder / rundir.LAYOUT)
-        manifest = Manifest.read_if_any(folder)
-        label = manifest.label if manifest else ""
-        part = render_pictures(table, render, folder, force=True, model=label)
-        if manifest:  # record what the pictures now show
-            data = manifest.data | part
-            data.setdefault("config", {})["render"] = dataclasses.asdict(render)
-            rundir.write_json(folder / rundir.MANIFEST, data)
-    return part["rendered"]["files"]
+    return table, facts, near, ranked_rows
