@@ -25,6 +25,11 @@ class ConfigError(VocabmapError, ValueError):
     """A config value is missing, misspelt or out of range; the message says which and why."""
 
 
+def model_name(model_id: str) -> str:
+    """A model's short name: the last part of its hub id or folder (``embedded:`` dropped)."""
+    return model_id.removeprefix("embedded:").rstrip("/").split("/")[-1]
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Which model to map: a Hugging Face id, a local folder, or the embedded default."""
@@ -61,6 +66,20 @@ class TokensConfig:
     regex: str = ""  # for select = "regex": matched against the display text
     categories: tuple[str, ...] = ()  # keep only these categories; () = every category
     scripts: tuple[str, ...] = ()  # keep only these scripts; () = every script
+
+
+NEIGHBOURS_PER_PERPLEXITY = 3  # t-SNE's affinities take 3 x perplexity neighbours per point
+
+
+def perplexity_neighbours(perplexity: float, n: int) -> int:
+    """Neighbours per point for the affinities of ``n`` points: 3 × perplexity, at most
+    n − 1."""
+    return int(min(n - 1, max(1, round(NEIGHBOURS_PER_PERPLEXITY * perplexity))))
+
+
+def max_perplexity(n: int) -> float:
+    """The largest perplexity ``n`` points allow: (n − 1) / 3."""
+    return (n - 1) / NEIGHBOURS_PER_PERPLEXITY
 
 
 @dataclass(frozen=True)
@@ -321,7 +340,7 @@ def _check_tokens(cfg: TokensConfig) -> None:
             re.compile(cfg.regex)
         except re.error as err:
             raise ConfigError(f"tokens.regex {cfg.regex!r} is not a valid regex ({err}); "
-                              "fix the pattern (Python re syntax)") from None
+                              "fix the pattern (Python re syntax)") from err
 
 
 def _check_zooms(cfg: RenderConfig) -> None:
@@ -350,10 +369,10 @@ def load(path: str | Path) -> Config:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from None
-    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from err
+    except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a UTF-8 text file; save the config as UTF-8 "
-                          "TOML") from None
+                          "TOML") from err
     return from_dict(data)
 
 

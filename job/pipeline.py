@@ -16,9 +16,9 @@ import pandas as pd
 from job import (
     contextual,
     gpu,
+    mapping,
     memory,
     neighbours_file,
-    quality,
     reduce,
     render_cache,
     rundir,
@@ -98,19 +98,11 @@ def contextualise(emb: source.Embeddings, config: Config, stages: Stages,
     return vectors.counts, facts
 
 
-def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
-                 occurrences: np.ndarray | None = None, input_matrix: np.ndarray | None = None,
-                 ) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None, pd.DataFrame]:
-    """Token table with x, y for the selected rows, what the manifest should record, each
-    token's original-space neighbours (``neighbours.parquet``; None when
-    ``render.neighbours`` is 0), and the ranked list of the whole vocabulary's most
-    under-trained tokens (``undertrained.csv``).
-
-    With ``occurrences`` (contextual vectors), tokens seen fewer than ``min_count`` times are
-    left out before the token selection applies. The under-trained score is computed on the
-    whole vocabulary of ``input_matrix`` (default ``emb.matrix``): a contextual run passes
-    the input embeddings it replaced, since the score reads what training left in them.
-    """
+def _select(emb: source.Embeddings, config: Config, stages: Stages,
+            occurrences: np.ndarray | None, input_matrix: np.ndarray | None,
+            ) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any], pd.DataFrame]:
+    """The token table of the selected rows, their vocabulary rows, the facts of the
+    vocabulary, score and selection, and the ranked list of the most under-trained tokens."""
     with stages.stage("tokens"):
         table = tokens.build_table(emb.tokenizer, emb.matrix.shape[0],
                                    tokens.vocab_file_tokens(emb.path))
@@ -130,35 +122,75 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         del vocabulary_table
     log.info("%s: %d of %d tokens selected (%s), %d dims", emb.label, len(rows),
              emb.matrix.shape[0], selection["rule"], emb.matrix.shape[1])
-    # everything the token table can tell is checked before the kNN and the layout start
-    zooms.check_required(table, config.render)
-    weights.check_finite(emb.matrix, rows, emb.path)
-    cfg, lowered = select.fit_perplexity(config.layout, len(rows))
-    if lowered:
-        selection["perplexity_lowered"] = lowered
-    backend, why = reduce.choose(config.layout.backend)
-    log.info("t-SNE backend: %s (%s)", backend, why)
-    route = None  # sklearn, the post's baseline, searches its own neighbours
-    if backend != "sklearn":
-        route = search.choose(cfg.knn, len(rows), emb.matrix.shape[1], _on_device(backend))
-        log.info("kNN search: %s (%s)", route.name, route.why)
-    plan = memory_plan(emb, rows, cfg, backend, route, occurrences is not None)
+    facts = {"vocabulary": vocabulary, "selection": selection, "undertrained": scored}
+    return table, rows, facts, ranked
+
+
+def _prepare(emb: source.Embeddings, rows: np.ndarray, cfg: LayoutConfig, backend: str,
+             contextual_run: bool, stages: Stages) -> Any:
+    """The matrix the layout sees: the selected rows, on the device, row-normalised."""
     with stages.stage("prepare"):
         X = _selected_rows(emb.matrix, rows)
         if _on_device(backend):
             X = gpu.to_device(X)
         if cfg.metric == "cosine":
             # the input matrix is not needed again, except for a contextual run's vectors
-            X = l2_normalise(X, inplace=X is not emb.matrix or occurrences is None)
-    with stages.stage("knn"):
-        graph = route.graph(X, reduce.n_neighbors(cfg, X.shape[0])) if route else None
-    with stages.stage("layout"):
-        layout = reduce.fit(X, cfg, backend, graph, in_place=plan.in_place)
+            X = l2_normalise(X, inplace=X is not emb.matrix or not contextual_run)
+    return X
+
+
+def _model_facts(emb: source.Embeddings, family: str, contextual_run: bool) -> dict[str, Any]:
+    """The manifest's ``model``."""
+    return {"id": emb.model_id, "path": emb.path, "revision": emb.revision,
+            "embeddings": "contextual" if contextual_run else "input",
+            "label": emb.label, "family": family,
+            "vocab_size": int(emb.matrix.shape[0]), "dims": int(emb.matrix.shape[1]),
+            "stored_dtype": emb.stored_dtype, "read_by": emb.method,
+            "tensor": emb.tensor_name, "padding_rows_dropped": emb.padding_rows,
+            "padding_share": round(emb.padding_rows / (emb.matrix.shape[0]
+                                                       + emb.padding_rows), 4)}
+
+
+def _search(cfg: LayoutConfig, rows: int, dims: int, backend: str) -> search.Search | None:
+    """The neighbour search of the layout; None for sklearn, the post's baseline, which
+    searches its own neighbours."""
+    if backend == "sklearn":
+        return None
+    route = search.choose(cfg.knn, rows, dims, _on_device(backend))
+    log.info("kNN search: %s (%s)", route.name, route.why)
+    return route
+
+
+def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
+                 occurrences: np.ndarray | None = None, input_matrix: np.ndarray | None = None,
+                 ) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None, pd.DataFrame]:
+    """Token table with x, y for the selected rows, what the manifest should record, each
+    token's original-space neighbours (``neighbours.parquet``; None when
+    ``render.neighbours`` is 0), and the ranked list of the whole vocabulary's most
+    under-trained tokens (``undertrained.csv``).
+
+    With ``occurrences`` (contextual vectors), tokens seen fewer than ``min_count`` times are
+    left out before the token selection applies. The under-trained score is computed on the
+    whole vocabulary of ``input_matrix`` (default ``emb.matrix``): a contextual run passes
+    the input embeddings it replaced, since the score reads what training left in them.
+    """
+    contextual_run = occurrences is not None
+    table, rows, found, ranked = _select(emb, config, stages, occurrences, input_matrix)
+    # everything the token table can tell is checked before the kNN and the layout start
+    zooms.check_required(table, config.render)
+    weights.check_finite(emb.matrix, rows, emb.path)
+    cfg, lowered = select.fit_perplexity(config.layout, len(rows))
+    if lowered:
+        found["selection"]["perplexity_lowered"] = lowered
+    backend, why = reduce.choose(config.layout.backend)
+    log.info("t-SNE backend: %s (%s)", backend, why)
+    route = _search(cfg, len(rows), emb.matrix.shape[1], backend)
+    plan = memory_plan(emb, rows, cfg, backend, route, contextual_run)
+    X = _prepare(emb, rows, cfg, backend, contextual_run, stages)
+    layout, graph = mapping.fit(X, cfg, backend, route, stages, in_place=plan.in_place)
     with stages.stage("quality"):
         q = config.quality
-        score = quality.knn_preservation(X, layout.coords, q.k, q.sample, q.seed,
-                                         neighbours=graph[0] if graph is not None else None,
-                                         exact=route is None or route.exact)
+        score = mapping.preservation(X, layout.coords, graph, route, q.k, q.sample, q.seed)
     log.info("kNN preservation at k=%d on %d tokens: %.3f%s", score["k"], score["sample"],
              score["knn_preservation"], f"; the kNN graph holds {score['graph_recall']:.3f} of "
              "the exact neighbours" if "graph_recall" in score else "")
@@ -171,21 +203,14 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
                 X, graph, layout.coords, table["token_id"].to_numpy(), config.render.neighbours,
                 cfg.metric, route is None or route.exact)
     facts = {
-        "model": {"id": emb.model_id, "path": emb.path, "revision": emb.revision,
-                  "embeddings": "contextual" if occurrences is not None else "input",
-                  "label": emb.label, "family": table.attrs.get("family", ""),
-                  "vocab_size": int(emb.matrix.shape[0]), "dims": int(emb.matrix.shape[1]),
-                  "stored_dtype": emb.stored_dtype, "read_by": emb.method,
-                  "tensor": emb.tensor_name, "padding_rows_dropped": emb.padding_rows,
-                  "padding_share": round(emb.padding_rows / (emb.matrix.shape[0]
-                                                             + emb.padding_rows), 4)},
-        "vocabulary": vocabulary,
-        "selection": selection,
+        "model": _model_facts(emb, table.attrs.get("family", ""), contextual_run),
+        "vocabulary": found["vocabulary"],
+        "selection": found["selection"],
         "backend": {"name": backend, "why": why, "effective_params": layout.params},
         "knn": route.record() if route else None,
         "device": gpu.device_info() if _on_device(backend) else {"kind": "cpu"},
         "quality": score,
-        "undertrained": scored,
+        "undertrained": found["undertrained"],
         "memory": plan.record(),
     }
     if near is not None:

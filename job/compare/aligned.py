@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from job import quality, reduce, rundir, search
-from job.compare.runs import Run
+from job import mapping, rundir, search
+from job.compare.runs import Run, by_key
 from job.config import LayoutConfig, from_dict
 from job.knn import knn
 
@@ -55,7 +55,7 @@ def start(ref: Run, run: Run) -> tuple[np.ndarray, int]:
     """Start coordinates for every layout row of ``run`` (centred, at the spread of the run's
     own map), and how many come from shared tokens."""
     assert run.vectors is not None and run.vectors.full
-    ref_rows = ref.table.dropna(subset=["key"]).drop_duplicates("key").set_index("key")
+    ref_rows = by_key(ref.table)
     keys = run.table["key"].to_numpy()
     first = ~pd.Series(keys).duplicated().to_numpy() & pd.notna(keys)
     known = first & pd.Series(keys).isin(ref_rows.index).to_numpy()
@@ -106,13 +106,11 @@ def layout(ref: Run, run: Run, out: Path, k: int = 10, sample: int = 2000,
     began = time.perf_counter()
     init, from_ref = start(ref, run)
     route = search.choose(cfg.knn, data.shape[0], data.shape[1], on_gpu=False)
-    graph = route.graph(data, reduce.n_neighbors(cfg, data.shape[0]))
-    fitted = reduce.fit(data, cfg, "opentsne", graph, init=init)
+    fitted, graph = mapping.fit(data, cfg, "opentsne", route, init=init)
     seconds = time.perf_counter() - began
     coords = fitted.coords.astype(np.float64)
     independent = run.table[["x", "y"]].to_numpy(np.float64)
-    keep = {name: quality.knn_preservation(data, xy, k, sample, neighbours=graph[0],
-                                           exact=route.exact)["knn_preservation"]
+    keep = {name: mapping.preservation(data, xy, graph, route, k, sample)["knn_preservation"]
             for name, xy in (("aligned", coords), ("independent", independent))}
     facts = {"key": key, "run_dir": str(run.folder), "reference": str(ref.folder),
              "tokens": int(data.shape[0]), "started_from_reference": from_ref,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from job.compare import agreement, metrics
-from job.compare.runs import Run
+from job.compare.runs import Run, by_key
 from job.config import CompareConfig
 
 WIDE = 5  # the wide agreement (ties between equal k-NN agreements) looks at WIDE × k
@@ -44,7 +44,7 @@ def shared(a: Run, b: Run) -> list[str]:
 
 def rows(run: Run) -> pd.DataFrame:
     """The run's layout rows by key (a key's first row)."""
-    return run.table.dropna(subset=["key"]).drop_duplicates("key").set_index("key")
+    return by_key(run.table)
 
 
 def xy(run: Run, keys: list[str]) -> np.ndarray:

@@ -58,7 +58,7 @@ class Run:
 
     @property
     def label(self) -> str:
-        return self.folder.name.rsplit("-", 1)[0] if "-" in self.folder.name else self.folder.name
+        return rundir.folder_label(self.folder)
 
     @property
     def family(self) -> str:
@@ -89,6 +89,19 @@ def token_keys(table: pd.DataFrame) -> pd.Series:
     keys = [("▁" if start else "") + str(text) if ok else None
             for text, start, ok in zip(table["display"], starts, keep, strict=True)]
     return pd.Series(keys, index=table.index, dtype=object)
+
+
+def first_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Each key's first row of ``table`` (rows without a key left out), in table order."""
+    return table.dropna(subset=["key"]).drop_duplicates("key")
+
+
+def by_key(table: pd.DataFrame, keys: np.ndarray | None = None) -> pd.DataFrame:
+    """Each key's first row of ``table``, indexed by key; ``keys`` (one per row of
+    ``table``) stands in for its own ``key`` column."""
+    if keys is not None:
+        table = table.assign(key=keys)
+    return first_rows(table).set_index("key")
 
 
 def error_from_log(path: Path) -> str:
@@ -185,7 +198,7 @@ def _keep(run: Run, keys: set[str], take: Callable[[pd.DataFrame], np.ndarray],
     ``take`` receives the layout rows to keep, indexed by their position in the layout.
     """
     table = run.table.reset_index(drop=True)
-    first = table.dropna(subset=["key"]).drop_duplicates("key")
+    first = first_rows(table)
     if full:
         picked = table
         rows = pd.Series(first.index.to_numpy(), index=first["key"].to_numpy())

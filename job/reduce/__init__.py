@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from job import gpu
-from job.config import LayoutConfig
+from job.config import LayoutConfig, perplexity_neighbours
 from job.errors import VocabmapError
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class Layout:
 
 def n_neighbors(cfg: LayoutConfig, n: int) -> int:
     """Neighbours per point for the affinities: 3 × perplexity, at most n − 1."""
-    return int(min(n - 1, max(1, round(3 * cfg.perplexity))))
+    return perplexity_neighbours(cfg.perplexity, n)
 
 
 def learning_rate(cfg: LayoutConfig, n: int, exaggeration: float = 1.0) -> float:

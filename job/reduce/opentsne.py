@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from job.config import LayoutConfig
+from job.config import LayoutConfig, max_perplexity
 from job.reduce import Layout, learning_rate, n_neighbors, threads
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,9 @@ def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None,
     idx, dist = (np.asarray(a) for a in knn_graph)
     idx, dist = idx[:, :k], dist[:, :k]
     aff = affinity.PerplexityBasedNN(
-        perplexity=min(cfg.perplexity, (n - 1) / 3), knn_index=PrecomputedNeighbors(idx, dist),
-        n_jobs=jobs, random_state=cfg.seed, verbose=False)
+        perplexity=min(cfg.perplexity, max_perplexity(n)),
+        knn_index=PrecomputedNeighbors(idx, dist), n_jobs=jobs, random_state=cfg.seed,
+        verbose=False)
     if init is None and in_place:
         start = pca_in_place(X, cfg.seed)
     elif init is None:
