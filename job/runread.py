@@ -6,6 +6,7 @@ the run directory's path and the key's name, instead of a silent default.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,19 @@ from typing import Any
 import pandas as pd
 
 from job import rundir
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """The model a run mapped."""
+
+    id: str
+    path: str  # the folder its files were read from
+    revision: str | None
+    label: str
+    family: str
+    contextual: bool  # contextual vectors (else the input embeddings)
+    vocab_size: int
 
 
 @dataclass(frozen=True)
@@ -56,33 +70,15 @@ class Manifest:
             node = node[key]
         return node
 
-    @property
-    def model_id(self) -> str:
-        return str(self.value("model", "id"))
-
-    @property
-    def model_path(self) -> str:
-        return str(self.value("model", "path"))
-
-    @property
-    def revision(self) -> str | None:
-        return self.value("model", "revision")
-
-    @property
-    def label(self) -> str:
-        return str(self.value("model", "label"))
-
-    @property
-    def family(self) -> str:
-        return str(self.value("model", "family"))
-
-    @property
-    def contextual(self) -> bool:
-        return self.value("model", "embeddings") == "contextual"
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.value("model", "vocab_size"))
+    @functools.cached_property
+    def model(self) -> ModelFacts:
+        """What the manifest says of the model (its ``model`` table)."""
+        return ModelFacts(
+            id=str(self.value("model", "id")), path=str(self.value("model", "path")),
+            revision=self.value("model", "revision"), label=str(self.value("model", "label")),
+            family=str(self.value("model", "family")),
+            contextual=self.value("model", "embeddings") == "contextual",
+            vocab_size=int(self.value("model", "vocab_size")))
 
     @property
     def layout(self) -> dict[str, Any]:

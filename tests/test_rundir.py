@@ -432,7 +432,9 @@ def test_manifest_reader_names_the_run_directory_and_the_missing_key(tmp_path: P
 
     rundir.write_json(tmp_path / rundir.MANIFEST, {"model": {"id": "m"}, "config": {}})
     manifest = Manifest.read(tmp_path)
-    assert manifest.model_id == "m"
+    assert manifest.value("model", "id") == "m"
+    with pytest.raises(rundir.RunDirError, match=r"has no 'model\.path'"):
+        _ = manifest.model
     with pytest.raises(rundir.RunDirError, match=re.escape(str(tmp_path)) + r".*'config\.layout'"):
         _ = manifest.metric  # no silent "cosine"
     with pytest.raises(rundir.RunDirError, match="cannot read"):

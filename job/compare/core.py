@@ -215,7 +215,7 @@ def _run_rows(runs: list[Run], labels: list[str], to_ref: list[float | None],
               ) -> list[dict[str, Any]]:
     """``compare.json``'s ``runs``: one row per compared run."""
     return [{"label": label, "run_dir": str(run.folder), "family": run.family,
-             "model": run.manifest.model_id,
+             "model": run.manifest.model.id,
              "tokens": len(run.table), "keys": int(run.table["key"].nunique()),
              "knn_preservation": run.manifest.knn_preservation,
              "disparity_to_first": d, "vectors_error": run.vectors_error}

@@ -62,7 +62,7 @@ class Run:
 
     @property
     def family(self) -> str:
-        return self.manifest.family
+        return self.manifest.model.family
 
     @property
     def metric(self) -> str:
@@ -158,17 +158,17 @@ def load_vectors(run: Run, keys: set[str], full: bool = False) -> None:
     """
     from job import source
 
-    if run.manifest.contextual:
+    if run.manifest.model.contextual:
         _load_stored_vectors(run, keys, full)
         return
-    path = run.manifest.model_path
+    path = run.manifest.model.path
     try:
         emb = source.load(ModelConfig(id=path))
     except (VocabmapError, OSError) as err:  # e.g. a .bin model and no torch
         run.vectors_error = f"could not re-read {path}: {err}"
         log.warning("%s: %s", run.label, run.vectors_error)
         return
-    expected = run.manifest.vocab_size
+    expected = run.manifest.model.vocab_size
     if emb.matrix.shape[0] != expected:
         run.vectors_error = (f"{path} now has {emb.matrix.shape[0]} rows, the run had "
                              f"{expected}; the model files changed since the run")
@@ -213,7 +213,7 @@ def _keep(run: Run, keys: set[str], take: Callable[[pd.DataFrame], np.ndarray],
 
 def same_model(runs: list[Run]) -> bool:
     """True when every run maps the same model files (e.g. its input and contextual vectors)."""
-    ids = {(r.manifest.model_path, r.manifest.revision) for r in runs}
+    ids = {(r.manifest.model.path, r.manifest.model.revision) for r in runs}
     return len(ids) == 1 and None not in next(iter(ids))
 
 
