@@ -68,20 +68,6 @@ class TokensConfig:
     scripts: tuple[str, ...] = ()  # keep only these scripts; () = every script
 
 
-NEIGHBOURS_PER_PERPLEXITY = 3  # t-SNE's affinities take 3 x perplexity neighbours per point
-
-
-def perplexity_neighbours(perplexity: float, n: int) -> int:
-    """Neighbours per point for the affinities of ``n`` points: 3 × perplexity, at most
-    n − 1."""
-    return int(min(n - 1, max(1, round(NEIGHBOURS_PER_PERPLEXITY * perplexity))))
-
-
-def max_perplexity(n: int) -> float:
-    """The largest perplexity ``n`` points allow: (n − 1) / 3."""
-    return (n - 1) / NEIGHBOURS_PER_PERPLEXITY
-
-
 @dataclass(frozen=True)
 class LayoutConfig:
     """t-SNE settings shared by every backend (Kobak & Berens 2019, Belkina et al. 2019).
@@ -340,7 +326,7 @@ def _check_tokens(cfg: TokensConfig) -> None:
             re.compile(cfg.regex)
         except re.error as err:
             raise ConfigError(f"tokens.regex {cfg.regex!r} is not a valid regex ({err}); "
-                              "fix the pattern (Python re syntax)") from err
+                              "fix the pattern (Python re syntax)") from None
 
 
 def _check_zooms(cfg: RenderConfig) -> None:
@@ -369,10 +355,10 @@ def load(path: str | Path) -> Config:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from err
-    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file; save the config as UTF-8 "
-                          "TOML") from err
+                          "TOML") from None
     return from_dict(data)
 
 

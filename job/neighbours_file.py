@@ -24,9 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from job.errors import VocabmapError
-from job.knn import array_module, knn, squared_norms
+from job.knn import array_module, knn, map_knn, squared_norms
 from job.rundir import LAYOUT, NEIGHBOURS, atomic_write
-from job.search import map_knn
 
 log = logging.getLogger(__name__)
 

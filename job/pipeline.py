@@ -16,9 +16,9 @@ import pandas as pd
 from job import (
     contextual,
     gpu,
-    mapping,
     memory,
     neighbours_file,
+    quality,
     reduce,
     render_cache,
     rundir,
@@ -151,16 +151,6 @@ def _model_facts(emb: source.Embeddings, family: str, contextual_run: bool) -> d
                                                        + emb.padding_rows), 4)}
 
 
-def _search(cfg: LayoutConfig, rows: int, dims: int, backend: str) -> search.Search | None:
-    """The neighbour search of the layout; None for sklearn, the post's baseline, which
-    searches its own neighbours."""
-    if backend == "sklearn":
-        return None
-    route = search.choose(cfg.knn, rows, dims, _on_device(backend))
-    log.info("kNN search: %s (%s)", route.name, route.why)
-    return route
-
-
 def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
                  occurrences: np.ndarray | None = None, input_matrix: np.ndarray | None = None,
                  ) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None, pd.DataFrame]:
@@ -184,13 +174,17 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         found["selection"]["perplexity_lowered"] = lowered
     backend, why = reduce.choose(config.layout.backend)
     log.info("t-SNE backend: %s (%s)", backend, why)
-    route = _search(cfg, len(rows), emb.matrix.shape[1], backend)
+    route = None  # sklearn, the post's baseline, searches its own neighbours
+    if backend != "sklearn":
+        route = search.choose_search(cfg.knn, len(rows), emb.matrix.shape[1],
+                                     _on_device(backend))
+        log.info("kNN search: %s (%s)", route.name, route.why)
     plan = memory_plan(emb, rows, cfg, backend, route, contextual_run)
     X = _prepare(emb, rows, cfg, backend, contextual_run, stages)
-    layout, graph = mapping.fit(X, cfg, backend, route, stages, in_place=plan.in_place)
+    layout, graph = reduce.search_and_fit(X, cfg, backend, route, stages, in_place=plan.in_place)
     with stages.stage("quality"):
         q = config.quality
-        score = mapping.preservation(X, layout.coords, graph, route, q.k, q.sample, q.seed)
+        score = quality.of_layout(X, layout.coords, graph, route, q.k, q.sample, q.seed)
     log.info("kNN preservation at k=%d on %d tokens: %.3f%s", score["k"], score["sample"],
              score["knn_preservation"], f"; the kNN graph holds {score['graph_recall']:.3f} of "
              "the exact neighbours" if "graph_recall" in score else "")

@@ -22,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from job.knn import knn
 
 log = logging.getLogger(__name__)
@@ -65,7 +63,7 @@ class Search:
         return knn(data, k, precision=self.precision)
 
 
-def choose(requested: str, n: int, d: int, on_gpu: bool) -> Search:
+def choose_search(requested: str, n: int, d: int, on_gpu: bool) -> Search:
     """The route for ``n`` rows of ``d`` dims: ``requested`` is ``layout.knn``
     ("auto", "exact" or "int8")."""
     cost = float(n) ** 2 * d
@@ -115,18 +113,3 @@ def _best(step: Callable[[], object], repeats: int) -> float:
         took.append(time.perf_counter() - start)
     return min(took)
 
-
-def map_knn(points: Any, k: int, ids: Any | None = None) -> Any:
-    """The ``k`` nearest other points on a 2-D (or 3-D) map, exact: of every point (a k-d
-    tree, n × k int64 on the host), or with ``ids`` of those points only (blocked products
-    in float64, on the points' own device; len(ids) × k)."""
-    if ids is not None:
-        return knn(points, k, queries=points[ids], query_ids=ids)[0]
-    from scipy.spatial import cKDTree
-
-    pts = np.asarray(points, dtype=np.float64)
-    _, idx = cKDTree(pts).query(pts, k=k + 1)
-    idx = np.asarray(idx, dtype=np.int64).reshape(len(pts), k + 1)
-    own = idx == np.arange(len(pts))[:, None]
-    own[~own.any(axis=1), -1] = True
-    return idx[~own].reshape(len(pts), k)

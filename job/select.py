@@ -13,13 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from job.config import (
-    NEIGHBOURS_PER_PERPLEXITY,
-    ConfigError,
-    LayoutConfig,
-    TokensConfig,
-    max_perplexity,
-)
+from job.config import ConfigError, LayoutConfig, TokensConfig
+from job.reduce import NEIGHBOURS_PER_PERPLEXITY, max_perplexity
 
 log = logging.getLogger(__name__)
 

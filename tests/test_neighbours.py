@@ -24,7 +24,7 @@ def clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
 
 
 def test_the_embedded_default_stays_exact() -> None:
-    route = search.choose("auto", 30522, 384, on_gpu=False)
+    route = search.choose_search("auto", 30522, 384, on_gpu=False)
     assert route.name == "exact" and route.exact and "below" in route.why
 
 
@@ -32,7 +32,7 @@ def test_the_embedded_default_stays_exact() -> None:
 def test_above_the_threshold_int8_only_where_it_pays(monkeypatch: pytest.MonkeyPatch,
                                                      speedup: float) -> None:
     monkeypatch.setattr(search, "int8_speedup", lambda d: speedup)
-    route = search.choose("auto", 131072, 5120, on_gpu=False)
+    route = search.choose_search("auto", 131072, 5120, on_gpu=False)
     if speedup >= search.MIN_SPEEDUP:
         assert (route.name, route.precision, route.exact) == ("int8", "int8", False)
         assert "3.0x faster" in route.why
@@ -44,14 +44,14 @@ def test_just_below_and_above_the_threshold(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(search, "int8_speedup", lambda d: 4.0)
     d = 768
     n_edge = int((search.EXACT_BELOW / d) ** 0.5)
-    assert search.choose("auto", n_edge - 10, d, on_gpu=False).name == "exact"
-    assert search.choose("auto", n_edge + 10, d, on_gpu=False).name == "int8"
+    assert search.choose_search("auto", n_edge - 10, d, on_gpu=False).name == "exact"
+    assert search.choose_search("auto", n_edge + 10, d, on_gpu=False).name == "int8"
 
 
 def test_gpu_and_forced_routes() -> None:
-    assert search.choose("auto", 256000, 4096, on_gpu=True).name == "exact"
-    assert search.choose("exact", 256000, 4096, on_gpu=False).name == "exact"
-    assert search.choose("int8", 1000, 64, on_gpu=False).name == "int8"
+    assert search.choose_search("auto", 256000, 4096, on_gpu=True).name == "exact"
+    assert search.choose_search("exact", 256000, 4096, on_gpu=False).name == "exact"
+    assert search.choose_search("int8", 1000, 64, on_gpu=False).name == "int8"
 
 
 def test_int8_speedup_is_measured() -> None:
@@ -72,7 +72,7 @@ def test_a_cpu_without_int8_products_keeps_the_exact_search(
     search.int8_speedup.cache_clear()
     try:
         assert search.int8_speedup(384) == 0.0
-        route = search.choose("auto", 131072, 5120, on_gpu=False)
+        route = search.choose_search("auto", 131072, 5120, on_gpu=False)
     finally:
         search.int8_speedup.cache_clear()
     assert route.name == "exact" and "only 0.0x faster" in route.why

@@ -44,11 +44,12 @@ def neighbour_lists(points: np.ndarray, k: int, requested: str = "auto") -> np.n
     if not 0 < k < n:
         raise ValueError(f"k = {k} needs 0 < k < {n} (the number of rows)")
     from job import search
+    from job.knn import map_knn
 
     if points.shape[1] <= 3:
-        return search.map_knn(points, k).astype(np.int32)
+        return map_knn(points, k).astype(np.int32)
 
-    route = search.choose(requested, n, points.shape[1], on_gpu=False)
+    route = search.choose_search(requested, n, points.shape[1], on_gpu=False)
     if not route.exact:
         log.info("neighbours of %d shared tokens in %d dims: %s (%s)", n, points.shape[1],
                  route.name, route.why)

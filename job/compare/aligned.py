@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from job import mapping, rundir, search
+from job import quality, reduce, rundir, search
 from job.compare.runs import Run, by_key
 from job.config import LayoutConfig, from_dict
 from job.knn import knn
@@ -105,12 +105,12 @@ def layout(ref: Run, run: Run, out: Path, k: int = 10, sample: int = 2000,
     data = run.vectors.matrix
     began = time.perf_counter()
     init, from_ref = start(ref, run)
-    route = search.choose(cfg.knn, data.shape[0], data.shape[1], on_gpu=False)
-    fitted, graph = mapping.fit(data, cfg, "opentsne", route, init=init)
+    route = search.choose_search(cfg.knn, data.shape[0], data.shape[1], on_gpu=False)
+    fitted, graph = reduce.search_and_fit(data, cfg, "opentsne", route, init=init)
     seconds = time.perf_counter() - began
     coords = fitted.coords.astype(np.float64)
     independent = run.table[["x", "y"]].to_numpy(np.float64)
-    keep = {name: mapping.preservation(data, xy, graph, route, k, sample)["knn_preservation"]
+    keep = {name: quality.of_layout(data, xy, graph, route, k, sample)["knn_preservation"]
             for name, xy in (("aligned", coords), ("independent", independent))}
     facts = {"key": key, "run_dir": str(run.folder), "reference": str(ref.folder),
              "tokens": int(data.shape[0]), "started_from_reference": from_ref,

@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from job.config import LayoutConfig, max_perplexity
+from job.config import LayoutConfig
 from job.knn import array_module
-from job.reduce import BackendError, Layout, learning_rate, n_neighbors
+from job.reduce import BackendError, Layout, learning_rate, max_perplexity, n_neighbors
 
 log = logging.getLogger(__name__)
 

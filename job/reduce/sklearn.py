@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from job.config import LayoutConfig, max_perplexity
-from job.reduce import Layout, threads
+from job.config import LayoutConfig
+from job.reduce import Layout, max_perplexity, threads
 
 log = logging.getLogger(__name__)
 
