@@ -326,7 +326,7 @@ def _check_tokens(cfg: TokensConfig) -> None:
             re.compile(cfg.regex)
         except re.error as err:
             raise ConfigError(f"tokens.regex {cfg.regex!r} is not a valid regex ({err}); "
-                              "fix the pattern (Python re syntax)") from None
+                              "fix the pattern (Python re syntax)") from err
 
 
 def _check_zooms(cfg: RenderConfig) -> None:
@@ -355,10 +355,10 @@ def load(path: str | Path) -> Config:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from None
-    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from err
+    except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a UTF-8 text file; save the config as UTF-8 "
-                          "TOML") from None
+                          "TOML") from err
     return from_dict(data)
 
 
