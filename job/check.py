@@ -78,7 +78,7 @@ def check(config: Config, backend: bool = True) -> Report:
         report = ModelReport(i, model.id)
         try:
             report.summary = _check_model(model, config)
-        except (VocabmapError, reduce.BackendError) as err:
+        except VocabmapError as err:  # BackendError included
             report.error = str(err)
         reports.append(report)
     return Report(reports, chosen)

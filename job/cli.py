@@ -13,7 +13,9 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from job import config as config_mod
 from job.errors import VocabmapError
@@ -84,20 +86,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from job import pipeline, rundir
+    from job import render_cache, rundir
+    from job.runread import Manifest
 
     folder = Path(args.run_dir)
     if not (folder / rundir.LAYOUT).is_file():
         raise config_mod.ConfigError(f"{folder} has no {rundir.LAYOUT}; give a run directory "
-                                     "made by `python -m job run`")
+                                             "directory made by `python -m job run`")
     if args.config:
         render = config_mod.load(args.config).render
     else:  # the run's own render settings
-        stored = rundir.read_json(folder / rundir.MANIFEST)["config"]
-        render = config_mod.from_dict({"render": stored["render"]}).render
+        stored = Manifest.read(folder).render
+        render = config_mod.from_dict({"render": stored}).render
     if args.color_by:
         render = dataclasses.replace(render, color_by=args.color_by)
-    files = pipeline.rerender(folder, render)
+    files = render_cache.rerender(folder, render)
     logging.getLogger("job").info("rendered %s", ", ".join(files))
     print(folder)
     return 0
@@ -181,13 +184,13 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
     """Print a token's original-space neighbours from the run's ``neighbours.parquet``: one
     line each with rank, cosine similarity, whether it is also a map neighbour, token id and
     display text (tab-separated)."""
-    from job import nearest, rundir
+    from job import neighbours_file, rundir
 
     folder = Path(args.run_dir)
     if not (folder / rundir.LAYOUT).is_file():
-        raise nearest.NeighbourError(f"{folder} has no {rundir.LAYOUT}; give a run directory "
-                                     "made by `python -m job run`")
-    rows = nearest.listing(folder, args.token, args.k)
+        raise neighbours_file.NeighbourError(f"{folder} has no {rundir.LAYOUT}; give a run "
+                                             "directory made by `python -m job run`")
+    rows = neighbours_file.listing(folder, args.token, args.k)
     print("rank\tsimilarity\ton_map\ttoken_id\ttoken")
     for r in rows.itertuples():
         print(f"{r.rank}\t{r.similarity:.4f}\t{'yes' if r.map_neighbour else 'no'}\t"
@@ -204,71 +207,75 @@ def _flags(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS)
                         help="on an error, also print the traceback (implies -v)")
 
 
+def _arg(*names: str, **options: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    return names, options
+
+
+def _commands() -> list[tuple[str, str, Callable[[argparse.Namespace], int], list[Any]]]:
+    """Each command: name, help, function and arguments (``_arg``: add_argument's)."""
+    run = [_arg("config", help="TOML config, e.g. configs/default.toml"),
+           _arg("--model", help="hub id or local folder (overrides the config's models)"),
+           _arg("--out", help="output folder for run directories (overrides output.dir)"),
+           _arg("--index", type=int, help="run only the config's model number INDEX "
+                "(0-based; what a Slurm array task does)")]
+    render = [_arg("run_dir"),
+              _arg("--config", help="take [render] from this TOML instead of the run's"),
+              _arg("--color-by", help="colour by this token-table column (category, script, "
+                   "pos, or undertrained: a colour scale)")]
+    check = [_arg("config"),
+             _arg("--count", action="store_true",
+                  help="print only the number of models (for scripts)"),
+             _arg("--no-backend", action="store_true", help="skip the check that the layout "
+                  "backend runs on this machine (a login node that submits to GPU nodes)")]
+    neighbours = [_arg("run_dir"),
+                  _arg("token", help="display text, else raw token (e.g. ##ing, Ġworld), "
+                       "else token id"),
+                  _arg("--k", type=int, help="show only the first K (default: all stored)")]
+    return [("run", "lay out and render the models of a config", cmd_run, run),
+            ("render", "re-render a finished run without recomputing", cmd_render, render),
+            ("check", "check a config as far as possible without model weights", cmd_check,
+             check),
+            ("compare", "compare the maps of several runs", cmd_compare, _compare_args()),
+            ("neighbours", "a token's nearest neighbours in the model's embedding space (from "
+             "the run's neighbours.parquet)", cmd_neighbours, neighbours)]
+
+
+def _compare_args() -> list[Any]:
+    return [
+        _arg("run_dirs", nargs="*", metavar="RUN_DIR", help="finished run directories"),
+        _arg("--config", help="also compare every model of this config (its run directories; "
+             "a missing or unfinished one is reported as failed)"),
+        _arg("--runs", help="with --config: the output.dir the runs went to"),
+        _arg("--out", help="output folder (default: compare-<key> next to the runs)"),
+        _arg("--anchor", action="append", help="anchor token for the side-by-side zooms "
+             "(repeatable; default: compare.anchors, else the first run's anchor zooms)"),
+        _arg("--k", type=int, help="neighbours compared per token (compare.k, 10)"),
+        _arg("--sample", type=int, help="compare a random subset of this many shared tokens "
+             "(compare.sample; 0 = all, the default)"),
+        _arg("--permutations", type=int, help="shuffles of the token correspondence for the "
+             "null (compare.permutations, 100)"),
+        _arg("--aligned", action=argparse.BooleanOptionalAction, default=None,
+             help="also lay out the later runs from the first run's map (compare.aligned; "
+             "openTSNE on the CPU)"),
+        _arg("--color-by", help="token-table column to colour by (compare.color_by; "
+             "undertrained: one colour scale)"),
+        _arg("--logs", help="with --config: log file of model INDEX, as a pattern with "
+             "{index}, to quote a failed model's error"),
+        _arg("--dry-run", action="store_true", help="print the run directories and the "
+             "output folder, then stop")]
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vocabmap", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     _flags(p, default=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run",
-                         help="lay out and render the models of a config")
-    run.add_argument("config", help="TOML config, e.g. configs/default.toml")
-    run.add_argument("--model", help="hub id or local folder (overrides the config's models)")
-    run.add_argument("--out", help="output folder for run directories (overrides output.dir)")
-    run.add_argument("--index", type=int, help="run only the config's model number INDEX "
-                     "(0-based; what a Slurm array task does)")
-    run.set_defaults(func=cmd_run)
-    _flags(run)
-    render = sub.add_parser("render",
-                            help="re-render a finished run without recomputing")
-    render.add_argument("run_dir")
-    render.add_argument("--config", help="take [render] from this TOML instead of the run's")
-    render.add_argument("--color-by", help="colour by this token-table column (category, "
-                        "script, pos, or undertrained: a colour scale)")
-    render.set_defaults(func=cmd_render)
-    _flags(render)
-    check = sub.add_parser("check",
-                           help="check a config as far as possible without model weights")
-    check.add_argument("config")
-    check.add_argument("--count", action="store_true",
-                       help="print only the number of models (for scripts)")
-    check.add_argument("--no-backend", action="store_true",
-                       help="skip the check that the layout backend runs on this machine "
-                       "(a login node that submits to GPU nodes)")
-    check.set_defaults(func=cmd_check)
-    _flags(check)
-    cmp = sub.add_parser("compare", help="compare the maps of several runs")
-    cmp.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="finished run directories")
-    cmp.add_argument("--config", help="also compare every model of this config (its run "
-                     "directories; a missing or unfinished one is reported as failed)")
-    cmp.add_argument("--runs", help="with --config: the output.dir the runs went to")
-    cmp.add_argument("--out", help="output folder (default: compare-<key> next to the runs)")
-    cmp.add_argument("--anchor", action="append", help="anchor token for the side-by-side "
-                     "zooms (repeatable; default: compare.anchors, else the first run's "
-                     "anchor zooms)")
-    cmp.add_argument("--k", type=int, help="neighbours compared per token (compare.k, 10)")
-    cmp.add_argument("--sample", type=int, help="compare a random subset of this many shared "
-                     "tokens (compare.sample; 0 = all, the default)")
-    cmp.add_argument("--permutations", type=int, help="shuffles of the token correspondence "
-                     "for the null (compare.permutations, 100)")
-    cmp.add_argument("--aligned", action=argparse.BooleanOptionalAction, default=None,
-                     help="also lay out the later runs from the first run's map "
-                     "(compare.aligned; openTSNE on the CPU)")
-    cmp.add_argument("--color-by", help="token-table column to colour by (compare.color_by; "
-                     "undertrained: one colour scale)")
-    cmp.add_argument("--logs", help="with --config: log file of model INDEX, as a pattern "
-                     "with {index}, to quote a failed model's error")
-    cmp.add_argument("--dry-run", action="store_true", help="print the run directories and "
-                     "the output folder, then stop")
-    cmp.set_defaults(func=cmd_compare)
-    _flags(cmp)
-    nb = sub.add_parser("neighbours", help="a token's nearest neighbours in the model's "
-                        "embedding space (from the run's neighbours.parquet)")
-    nb.add_argument("run_dir")
-    nb.add_argument("token", help="display text, else raw token (e.g. ##ing, Ġworld), else "
-                    "token id")
-    nb.add_argument("--k", type=int, help="show only the first K (default: all stored)")
-    nb.set_defaults(func=cmd_neighbours)
-    _flags(nb)
+    for name, about, func, arguments in _commands():
+        command = sub.add_parser(name, help=about)
+        for names, options in arguments:
+            command.add_argument(*names, **options)
+        command.set_defaults(func=func)
+        _flags(command)
     return p
 
 

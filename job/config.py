@@ -25,6 +25,11 @@ class ConfigError(VocabmapError, ValueError):
     """A config value is missing, misspelt or out of range; the message says which and why."""
 
 
+def model_name(model_id: str) -> str:
+    """A model's short name: the last part of its hub id or folder (``embedded:`` dropped)."""
+    return model_id.removeprefix("embedded:").rstrip("/").split("/")[-1]
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Which model to map: a Hugging Face id, a local folder, or the embedded default."""
@@ -87,7 +92,7 @@ class LayoutConfig:
     # openTSNE (CPU) is deterministic for a seed either way.
     deterministic: bool = True
     # neighbour search: "auto" = exact float32 where cheap, int8 products for large N² · d on
-    # CPUs that multiply int8 fast (job/neighbours.py); "exact" / "int8" force one.
+    # CPUs that multiply int8 fast (job/search.py); "exact" / "int8" force one.
     knn: Literal["auto", "exact", "int8"] = "auto"
     n_jobs: int = -1  # CPU threads; -1 = all cores
 
@@ -321,7 +326,7 @@ def _check_tokens(cfg: TokensConfig) -> None:
             re.compile(cfg.regex)
         except re.error as err:
             raise ConfigError(f"tokens.regex {cfg.regex!r} is not a valid regex ({err}); "
-                              "fix the pattern (Python re syntax)") from None
+                              "fix the pattern (Python re syntax)") from err
 
 
 def _check_zooms(cfg: RenderConfig) -> None:
@@ -350,10 +355,10 @@ def load(path: str | Path) -> Config:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from None
-    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from err
+    except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a UTF-8 text file; save the config as UTF-8 "
-                          "TOML") from None
+                          "TOML") from err
     return from_dict(data)
 
 

@@ -21,7 +21,7 @@ def require_torch(what: str) -> None:
     .bin checkpoints and contextual embeddings; safetensors are read without it)."""
     try:
         import torch  # noqa: F401
-    except ImportError:
+    except ImportError as err:
         raise VocabmapError(f"{what} needs torch, which is not installed: pip install "
                             "'vocabmap[torch]' (a CPU-only build: pip install torch "
-                            "--index-url https://download.pytorch.org/whl/cpu)") from None
+                            "--index-url https://download.pytorch.org/whl/cpu)") from err

@@ -17,7 +17,7 @@ centred (distances do not change) and each is scaled to ±127 and rounded; the i
 are summed exactly in int32 (VNNI / AMX instructions, ``torch._int_mm``) and scaled back. On
 this project's 2-core AMD EPYC that is about 8 times the float32 throughput, and the dot
 products of unit rows are off by about 1e-4 at 5,120 dimensions (README), so a neighbour near
-the k-th place can swap with the next one; job/neighbours.py decides when that trade is
+the k-th place can swap with the next one; job/search.py decides when that trade is
 worth it and the quality stage measures the recall.
 """
 
@@ -236,6 +236,32 @@ def zero_rows_apart(sq: Any, others: Any | None = None) -> Any:
     return sq + zero.astype(sq.dtype)
 
 
+def _diagonal(d2: Any, start: int, k: int, b0: int, use_torch: bool) -> tuple[Any, Any]:
+    """The provisional lists of a diagonal tile's rows (columns from ``start``), the row
+    itself left out: column stripes of doubling width, the first by full selection, each
+    later one offering about k candidates a row, as the lists' k-th distance tightens."""
+    xp = array_module(d2)
+    m = d2.shape[0]
+    diag = xp.arange(m)
+    d2[diag, diag] = xp.inf  # a row is not its own neighbour
+    lists_i = xp.full((m, k), -1, dtype=xp.int64)
+    lists_d = xp.full((m, k), xp.inf, dtype=xp.float32)
+    lo, width = 0, b0
+    while lo < m:
+        hi = min(m, lo + width)
+        stripe = d2[:, lo:hi]
+        loose = _below(stripe, lists_d.max(axis=1), None) if lo else None
+        if loose is None:
+            lists_i, lists_d = _merge(lists_i, lists_d, xp.ascontiguousarray(stripe),
+                                      start + lo, k, use_torch)
+        else:
+            r, c, v = loose
+            lists_i, lists_d = _merge_ragged(lists_i, lists_d, r, c + start + lo, v,
+                                             k, use_torch, grouped=True)
+        lo, width = hi, (hi if lo else width)
+    return lists_i, lists_d
+
+
 def _all_pairs(data: Any, k: int, tile_bytes: int, use_torch: bool, precision: str = "fp32",
                ) -> tuple[Any, Any]:
     """k nearest rows of every row, self excluded, from the tiles on and above the diagonal.
@@ -255,27 +281,8 @@ def _all_pairs(data: Any, k: int, tile_bytes: int, use_torch: bool, precision: s
     blocks = [slice(s, min(s + b, n)) for s in range(0, n, b)]
     best_i, best_d = [], []
     for blk in blocks:
-        d2 = _tile(data, sq, blk, blk, low)
-        m = d2.shape[0]
-        diag = xp.arange(m)
-        d2[diag, diag] = xp.inf  # a row is not its own neighbour
-        lists_i = xp.full((m, k), -1, dtype=xp.int64)
-        lists_d = xp.full((m, k), xp.inf, dtype=xp.float32)
-        # Column stripes of doubling width: the first by full selection, each later one
-        # offers about k candidates a row, as the lists' k-th distance tightens.
-        lo, width = 0, b0
-        while lo < m:
-            hi = min(m, lo + width)
-            stripe = d2[:, lo:hi]
-            loose = _below(stripe, lists_d.max(axis=1), None) if lo else None
-            if loose is None:
-                lists_i, lists_d = _merge(lists_i, lists_d, xp.ascontiguousarray(stripe),
-                                          blk.start + lo, k, use_torch)
-            else:
-                r, c, v = loose
-                lists_i, lists_d = _merge_ragged(lists_i, lists_d, r, c + blk.start + lo, v,
-                                                 k, use_torch, grouped=True)
-            lo, width = hi, (hi if lo else width)
+        lists_i, lists_d = _diagonal(_tile(data, sq, blk, blk, low), blk.start, k, b0,
+                                     use_torch)
         best_i.append(lists_i)
         best_d.append(lists_d)
     for i, bi in enumerate(blocks):
@@ -354,10 +361,12 @@ def knn(data: Any, k: int, queries: Any | None = None, query_ids: Any | None = N
     return out_idx, out_dist
 
 
-def map_knn(points: Any, k: int) -> np.ndarray:
-    """The ``k`` nearest other points of every point of a 2-D (or 3-D) map, exact, by a
-    k-d tree (n × k int64, nearest first); the point itself is left out wherever ties put
-    it, else the farthest of the ``k + 1`` found is dropped."""
+def map_knn(points: Any, k: int, ids: Any | None = None) -> Any:
+    """The ``k`` nearest other points on a 2-D (or 3-D) map, exact: of every point (a k-d
+    tree, n × k int64 on the host), or with ``ids`` of those points only (blocked products
+    in float64, on the points' own device; len(ids) × k)."""
+    if ids is not None:
+        return knn(points, k, queries=points[ids], query_ids=ids)[0]
     from scipy.spatial import cKDTree
 
     pts = np.asarray(points, dtype=np.float64)

@@ -1,11 +1,11 @@
 """One model through every stage: source → tokens → layout → quality → render → run directory.
 
-A finished layout in the run directory is reused: a rerun only re-renders.
+A finished layout in the run directory is reused (job/upgrade.py brings one of an older
+vocabmap up to date): a rerun only re-renders, and only what changed (job/render_cache.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,20 +17,22 @@ from job import (
     contextual,
     gpu,
     memory,
-    nearest,
-    neighbours,
+    neighbours_file,
     quality,
     reduce,
+    render_cache,
     rundir,
+    search,
     select,
     source,
     tokens,
     undertrained,
+    upgrade,
     weights,
 )
-from job.config import Config, LayoutConfig, ModelConfig, RenderConfig
-from job.knn import knn, l2_normalise
-from job.render import pictures, zooms
+from job.config import Config, LayoutConfig, ModelConfig
+from job.knn import l2_normalise
+from job.render import zooms
 from job.stages import Stages
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ def _check_read(rows: int, dims: int) -> None:
 
 
 def memory_plan(emb: source.Embeddings, rows: np.ndarray, cfg: LayoutConfig, backend: str,
-                route: neighbours.Route | None, contextual_run: bool) -> memory.Plan:
+                route: search.Search | None, contextual_run: bool) -> memory.Plan:
     """Estimate the layout's peak memory, compare it with what this job may use and decide
     (job/memory.py); a job that cannot fit stops here, before the first costly stage."""
     matrix = emb.matrix
@@ -96,19 +98,11 @@ def contextualise(emb: source.Embeddings, config: Config, stages: Stages,
     return vectors.counts, facts
 
 
-def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
-                 occurrences: np.ndarray | None = None, input_matrix: np.ndarray | None = None,
-                 ) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None, pd.DataFrame]:
-    """Token table with x, y for the selected rows, what the manifest should record, each
-    token's original-space neighbours (``neighbours.parquet``; None when
-    ``render.neighbours`` is 0), and the ranked list of the whole vocabulary's most
-    under-trained tokens (``undertrained.csv``).
-
-    With ``occurrences`` (contextual vectors), tokens seen fewer than ``min_count`` times are
-    left out before the token selection applies. The under-trained score is computed on the
-    whole vocabulary of ``input_matrix`` (default ``emb.matrix``): a contextual run passes
-    the input embeddings it replaced, since the score reads what training left in them.
-    """
+def _select(emb: source.Embeddings, config: Config, stages: Stages,
+            occurrences: np.ndarray | None, input_matrix: np.ndarray | None,
+            ) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any], pd.DataFrame]:
+    """The token table of the selected rows, their vocabulary rows, the facts of the
+    vocabulary, score and selection, and the ranked list of the most under-trained tokens."""
     with stages.stage("tokens"):
         table = tokens.build_table(emb.tokenizer, emb.matrix.shape[0],
                                    tokens.vocab_file_tokens(emb.path))
@@ -128,36 +122,69 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
         del vocabulary_table
     log.info("%s: %d of %d tokens selected (%s), %d dims", emb.label, len(rows),
              emb.matrix.shape[0], selection["rule"], emb.matrix.shape[1])
-    # everything the token table can tell is checked before the kNN and the layout start
-    zooms.check_required(table, config.render)
-    weights.check_finite(emb.matrix, rows, emb.path)
-    cfg, lowered = select.fit_perplexity(config.layout, len(rows))
-    if lowered:
-        selection["perplexity_lowered"] = lowered
-    backend, why = reduce.choose(config.layout.backend)
-    log.info("t-SNE backend: %s (%s)", backend, why)
-    route = None  # sklearn, the post's baseline, searches its own neighbours
-    if backend != "sklearn":
-        route = neighbours.choose(cfg.knn, len(rows), emb.matrix.shape[1], _on_device(backend))
-        log.info("kNN search: %s (%s)", route.name, route.why)
-    plan = memory_plan(emb, rows, cfg, backend, route, occurrences is not None)
+    facts = {"vocabulary": vocabulary, "selection": selection, "undertrained": scored}
+    return table, rows, facts, ranked
+
+
+def _prepare(emb: source.Embeddings, rows: np.ndarray, cfg: LayoutConfig, backend: str,
+             contextual_run: bool, stages: Stages) -> Any:
+    """The matrix the layout sees: the selected rows, on the device, row-normalised."""
     with stages.stage("prepare"):
         X = _selected_rows(emb.matrix, rows)
         if _on_device(backend):
             X = gpu.to_device(X)
         if cfg.metric == "cosine":
             # the input matrix is not needed again, except for a contextual run's vectors
-            X = l2_normalise(X, inplace=X is not emb.matrix or occurrences is None)
-    with stages.stage("knn"):
-        graph = (knn(X, reduce.n_neighbors(cfg, X.shape[0]), precision=route.precision)
-                 if route else None)
-    with stages.stage("layout"):
-        layout = reduce.fit(X, cfg, backend, graph, in_place=plan.in_place)
+            X = l2_normalise(X, inplace=X is not emb.matrix or not contextual_run)
+    return X
+
+
+def _model_facts(emb: source.Embeddings, family: str, contextual_run: bool) -> dict[str, Any]:
+    """The manifest's ``model``."""
+    return {"id": emb.model_id, "path": emb.path, "revision": emb.revision,
+            "embeddings": "contextual" if contextual_run else "input",
+            "label": emb.label, "family": family,
+            "vocab_size": int(emb.matrix.shape[0]), "dims": int(emb.matrix.shape[1]),
+            "stored_dtype": emb.stored_dtype, "read_by": emb.method,
+            "tensor": emb.tensor_name, "padding_rows_dropped": emb.padding_rows,
+            "padding_share": round(emb.padding_rows / (emb.matrix.shape[0]
+                                                       + emb.padding_rows), 4)}
+
+
+def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
+                 occurrences: np.ndarray | None = None, input_matrix: np.ndarray | None = None,
+                 ) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None, pd.DataFrame]:
+    """Token table with x, y for the selected rows, what the manifest should record, each
+    token's original-space neighbours (``neighbours.parquet``; None when
+    ``render.neighbours`` is 0), and the ranked list of the whole vocabulary's most
+    under-trained tokens (``undertrained.csv``).
+
+    With ``occurrences`` (contextual vectors), tokens seen fewer than ``min_count`` times are
+    left out before the token selection applies. The under-trained score is computed on the
+    whole vocabulary of ``input_matrix`` (default ``emb.matrix``): a contextual run passes
+    the input embeddings it replaced, since the score reads what training left in them.
+    """
+    contextual_run = occurrences is not None
+    table, rows, found, ranked = _select(emb, config, stages, occurrences, input_matrix)
+    # everything the token table can tell is checked before the kNN and the layout start
+    zooms.check_required(table, config.render)
+    weights.check_finite(emb.matrix, rows, emb.path)
+    cfg, lowered = select.fit_perplexity(config.layout, len(rows))
+    if lowered:
+        found["selection"]["perplexity_lowered"] = lowered
+    backend, why = reduce.choose(config.layout.backend)
+    log.info("t-SNE backend: %s (%s)", backend, why)
+    route = None  # sklearn, the post's baseline, searches its own neighbours
+    if backend != "sklearn":
+        route = search.choose_search(cfg.knn, len(rows), emb.matrix.shape[1],
+                                     _on_device(backend))
+        log.info("kNN search: %s (%s)", route.name, route.why)
+    plan = memory_plan(emb, rows, cfg, backend, route, contextual_run)
+    X = _prepare(emb, rows, cfg, backend, contextual_run, stages)
+    layout, graph = reduce.search_and_fit(X, cfg, backend, route, stages, in_place=plan.in_place)
     with stages.stage("quality"):
         q = config.quality
-        score = quality.knn_preservation(X, layout.coords, q.k, q.sample, q.seed,
-                                         neighbours=graph[0] if graph is not None else None,
-                                         exact=route is None or route.exact)
+        score = quality.of_layout(X, layout.coords, graph, route, q.k, q.sample, q.seed)
     log.info("kNN preservation at k=%d on %d tokens: %.3f%s", score["k"], score["sample"],
              score["knn_preservation"], f"; the kNN graph holds {score['graph_recall']:.3f} of "
              "the exact neighbours" if "graph_recall" in score else "")
@@ -166,29 +193,22 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
     near = None
     if config.render.neighbours:
         with stages.stage("neighbours"):
-            near, near_facts = nearest.compute(
+            near, near_facts = neighbours_file.compute(
                 X, graph, layout.coords, table["token_id"].to_numpy(), config.render.neighbours,
                 cfg.metric, route is None or route.exact)
     facts = {
-        "model": {"id": emb.model_id, "path": emb.path, "revision": emb.revision,
-                  "embeddings": "contextual" if occurrences is not None else "input",
-                  "label": emb.label, "family": table.attrs.get("family", ""),
-                  "vocab_size": int(emb.matrix.shape[0]), "dims": int(emb.matrix.shape[1]),
-                  "stored_dtype": emb.stored_dtype, "read_by": emb.method,
-                  "tensor": emb.tensor_name, "padding_rows_dropped": emb.padding_rows,
-                  "padding_share": round(emb.padding_rows / (emb.matrix.shape[0]
-                                                             + emb.padding_rows), 4)},
-        "vocabulary": vocabulary,
-        "selection": selection,
+        "model": _model_facts(emb, table.attrs.get("family", ""), contextual_run),
+        "vocabulary": found["vocabulary"],
+        "selection": found["selection"],
         "backend": {"name": backend, "why": why, "effective_params": layout.params},
         "knn": route.record() if route else None,
         "device": gpu.device_info() if _on_device(backend) else {"kind": "cpu"},
         "quality": score,
-        "undertrained": scored,
+        "undertrained": found["undertrained"],
         "memory": plan.record(),
     }
     if near is not None:
-        facts["neighbours"] = near_facts | {"file": nearest.FILE}
+        facts["neighbours"] = near_facts | {"file": rundir.NEIGHBOURS}
     return table, facts, near, ranked
 
 
@@ -209,22 +229,15 @@ def run_model(model: ModelConfig, config: Config) -> Path:
     folder = rundir.run_dir(model, config)
     with rundir.claim(folder):
         stages = Stages()
-        stored = _reusable_layout(folder)
+        stored = upgrade.reuse(model, config, folder, stages)
+        near = None
         if stored:
-            table, facts = stored
-            if undertrained.COLUMN not in table:
-                table, facts = _add_score(model, folder, table, facts, stages)
-            elif not (folder / undertrained.CSV).is_file():
-                log.info("%s is missing: ranking the tokens of the stored layout (the map's "
-                         "selection) instead of the whole vocabulary", undertrained.CSV)
-                undertrained.write_ranked(undertrained.ranked(table), folder / undertrained.CSV)
-            _ensure_neighbours(model, config, folder, table, facts, stages)
+            table, facts, ranked_rows = stored
         else:
-            table, facts = _make_layout(model, config, folder, stages)
-        ranked_rows = len(pd.read_csv(folder / undertrained.CSV))
+            table, facts, near, ranked_rows = _make_layout(model, config, folder, stages)
         with stages.stage("render"):
-            pictures_part = render_pictures(table, config.render, folder,
-                                            model=facts["model"]["label"])
+            pictures_part = render_cache.render_pictures(
+                table, config.render, folder, model=facts["model"]["label"], near=near)
         manifest = {
             **facts,  # includes layout_seconds: the stages that made the layout
             "config": config.to_dict() | {"models": [vars(model)]},
@@ -252,43 +265,10 @@ def _memory_entry(facts: dict[str, Any], peak: float, reused: bool) -> dict[str,
                     "estimate_over_peak": round(entry["estimate_mib"] / max(peak, 1.0), 3)}
 
 
-def _reusable_layout(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
-    """The finished layout and its facts, when both are there (facts.json is written after
-    the layout, and removed before a new layout is made, so both means they match)."""
-    layout, facts = folder / rundir.LAYOUT, folder / rundir.FACTS
-    if not (layout.is_file() and facts.is_file()):
-        return None
-    log.info("reusing the finished layout in %s (delete it to recompute)", folder)
-    return pd.read_parquet(layout), rundir.read_json(facts)
-
-
-def _add_score(model: ModelConfig, folder: Path, table: pd.DataFrame, facts: dict[str, Any],
-               stages: Stages) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A layout written before the under-trained score existed: compute the score from the
-    model's input embeddings and add its columns to the stored layout, keeping x and y."""
-    log.info("the layout in %s has no under-trained score (written by an earlier version): "
-             "computing it from the model; the layout itself is kept", folder)
-    with stages.stage("load"):
-        emb = source.load(model)
-    with stages.stage("tokens"):
-        full = tokens.build_table(emb.tokenizer, emb.matrix.shape[0],
-                                  tokens.vocab_file_tokens(emb.path))
-    with stages.stage("undertrained"):
-        scored = undertrained.add_columns(full, emb.matrix, emb.tokenizer)
-    del emb
-    rows = table["token_id"].to_numpy()
-    table[undertrained.COLUMN] = full[undertrained.COLUMN].to_numpy()[rows]
-    table[undertrained.ROUNDTRIP] = full[undertrained.ROUNDTRIP].array[rows]
-    facts["undertrained"] = scored | {"added_to_stored_layout": True}
-    undertrained.write_ranked(undertrained.ranked(full, on_map=rows), folder / undertrained.CSV)
-    rundir.write_parquet(folder / rundir.LAYOUT, table)
-    rundir.write_json(folder / rundir.FACTS, facts)
-    return table, facts
-
-
 def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stages,
-                 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Compute the layout and write ``layout.parquet`` then ``facts.json``."""
+                 ) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None, int]:
+    """Compute the layout and write ``layout.parquet`` then ``facts.json``; returns the
+    table, its facts, the neighbours table (or None) and the ranked list's rows."""
     for old in (rundir.FACTS, rundir.MANIFEST):  # they describe a layout that is gone
         (folder / old).unlink(missing_ok=True)
     contextual_run = model.embeddings == "contextual"
@@ -310,79 +290,8 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
     facts["layout_peak_rss_mib"] = dict(stages.peak_mib)
     rundir.write_parquet(folder / rundir.LAYOUT, table)
     if near is not None:
-        nearest.write(folder / nearest.FILE, near, facts["neighbours"])
+        neighbours_file.write(folder / rundir.NEIGHBOURS, near, facts["neighbours"])
     # before facts.json: a reusable layout (one with its facts) has its ranked list beside it
-    undertrained.write_ranked(ranked, folder / undertrained.CSV)
+    ranked_rows = undertrained.write_ranked(ranked, folder / undertrained.CSV)
     rundir.write_json(folder / rundir.FACTS, facts)
-    return table, facts
-
-
-def _ensure_neighbours(model: ModelConfig, config: Config, folder: Path, table: pd.DataFrame,
-                       facts: dict[str, Any], stages: Stages) -> None:
-    """A reused layout whose ``neighbours.parquet`` is missing (a run directory of an older
-    vocabmap) or holds fewer than ``render.neighbours`` per token gets them searched again
-    from the model's matrix; the layout itself is kept."""
-    k = config.render.neighbours
-    meta = nearest.read_meta(folder / nearest.FILE)
-    if not k or (meta and meta.get("k", 0) >= min(k, len(table) - 1)):
-        return
-    log.info("%s %s: searching the neighbours again (the layout is kept)", nearest.FILE,
-             "holds fewer than render.neighbours" if meta else "is missing")
-    with stages.stage("neighbours"):
-        if (folder / rundir.VECTORS).is_file():  # a contextual run's mapped vectors
-            X = np.load(folder / rundir.VECTORS).astype(np.float32)
-        else:
-            X = source.load(model).matrix[table["token_id"].to_numpy()]
-        metric = config.layout.metric  # part of the run key: the layout's own
-        if metric == "cosine":
-            X = l2_normalise(X, inplace=True)
-        route = neighbours.choose(config.layout.knn, X.shape[0], X.shape[1], False)
-        graph = knn(X, min(3 * k, len(X) - 1), precision="int8") if not route.exact else None
-        near, meta = nearest.compute(X, graph, table[["x", "y"]].to_numpy(),
-                                     table["token_id"].to_numpy(), k, metric, route.exact)
-        meta["source"] = f"searched again for a reused layout ({meta['source']})"
-    nearest.write(folder / nearest.FILE, near, meta | {"file": nearest.FILE})
-    facts["neighbours"] = meta | {"file": nearest.FILE}
-    rundir.write_json(folder / rundir.FACTS, facts)
-
-
-def render_pictures(table: pd.DataFrame, render: RenderConfig, folder: Path,
-                    force: bool = False, model: str = "") -> dict[str, Any]:
-    """Draw the pictures unless the run directory's manifest says the ones there show these
-    render settings of this layout (``force`` redraws anyway); returns the manifest's
-    ``rendered`` and ``render_state``."""
-    state = pictures.render_state(render, folder / rundir.LAYOUT, folder / nearest.FILE)
-    manifest = _read_manifest(folder)
-    stored = manifest.get("render_state", {})
-    if not force and pictures.up_to_date(folder, stored, state) and "rendered" in manifest:
-        log.info("pictures up to date (same render settings and layout): not redrawn")
-        return {"rendered": manifest["rendered"], "render_state": stored}
-    if stored.get("settings") not in (None, state["settings"]):
-        log.info("render settings differ from the run directory's: redrawing pictures")
-    drawn = pictures.render_all(table, render, folder, model=model)
-    state["files"] = pictures.file_sizes(folder, drawn["files"])
-    return {"rendered": drawn, "render_state": state}
-
-
-def rerender(folder: Path, render: RenderConfig) -> list[str]:
-    """Redraw a finished run's pictures with ``render`` and record them in its manifest;
-    returns the files drawn."""
-    with rundir.claim(folder):
-        table = pd.read_parquet(folder / rundir.LAYOUT)
-        label = _read_manifest(folder).get("model", {}).get("label", "")
-        part = render_pictures(table, render, folder, force=True, model=label)
-        manifest_path = folder / rundir.MANIFEST
-        if manifest_path.is_file():  # record what the pictures now show
-            manifest = rundir.read_json(manifest_path) | part
-            manifest.setdefault("config", {})["render"] = dataclasses.asdict(render)
-            rundir.write_json(manifest_path, manifest)
-    return part["rendered"]["files"]
-
-
-def _read_manifest(folder: Path) -> dict[str, Any]:
-    """The run directory's manifest, or {} when there is none (or it cannot be read)."""
-    try:
-        manifest = rundir.read_json(folder / rundir.MANIFEST)
-    except (OSError, ValueError):
-        return {}
-    return manifest if isinstance(manifest, dict) else {}
+    return table, facts, near, ranked_rows

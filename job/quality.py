@@ -7,11 +7,14 @@ score is the mean share they have in common. Runs on the GPU when the matrix liv
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from job.knn import array_module, knn
+from job.knn import array_module, knn, map_knn
+
+if TYPE_CHECKING:
+    from job.search import Search
 
 
 def sample_ids(n: int, size: int, seed: int) -> np.ndarray:
@@ -54,7 +57,7 @@ def knn_preservation(data: Any, coords: Any, k: int = 10, sample: int = 2000,
             graph = xp.asarray(neighbours)[ids, :width]
             recall = {"graph_recall": _overlap(high, graph) / width}
         high = high[:, :k]
-    low, _ = knn(coords, k, queries=coords[ids], query_ids=ids)
+    low = map_knn(coords, k, ids)
     score = _overlap(high, low) / k
     return {"k": k, "sample": int(len(ids_np)), "seed": seed, "knn_preservation": score,
             "chance": k / (n - 1), **recall}
@@ -74,3 +77,12 @@ def shared_counts(a: Any, b: Any, chunk: int = 8192) -> Any:
 def _overlap(a: Any, b: Any) -> float:
     """Mean number of entries a row of ``a`` shares with the same row of ``b``."""
     return float(shared_counts(a, b).mean())
+
+
+def of_layout(data: Any, coords: Any, graph: tuple[Any, Any] | None, search: Search | None,
+              k: int, sample: int, seed: int = 0) -> dict[str, float | int]:
+    """:func:`knn_preservation` of a layout fitted on ``graph`` (found by ``search``; None
+    when the backend searched its own): the graph is reused where it is exact."""
+    return knn_preservation(data, coords, k, sample, seed,
+                            neighbours=graph[0] if graph is not None else None,
+                            exact=search is None or search.exact)

@@ -29,7 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from job.config import Config, ModelConfig
+from job.config import Config, ModelConfig, model_name
 from job.errors import VocabmapError
 
 log = logging.getLogger(__name__)
@@ -76,13 +76,19 @@ def run_key(model: ModelConfig, config: Config) -> str:
 
 def model_label(model: ModelConfig) -> str:
     """A file-name-safe label for a model: its name, or the last part of its id."""
-    raw = model.name or model.id.removeprefix("embedded:").rstrip("/").split("/")[-1]
+    raw = model.name or model_name(model.id)
     return re.sub(r"[^A-Za-z0-9._-]+", "_", raw) or "model"
 
 
 def run_dir(model: ModelConfig, config: Config) -> Path:
     kind = "-contextual" if model.embeddings == "contextual" else ""
     return Path(config.output.dir) / f"{model_label(model)}{kind}-{run_key(model, config)}"
+
+
+def folder_label(folder: Path) -> str:
+    """The label part of a run directory's name (:func:`run_dir` without its key)."""
+    name = Path(folder).name
+    return name.rsplit("-", 1)[0] if "-" in name else name
 
 
 def is_complete(folder: Path) -> bool:
@@ -210,10 +216,10 @@ def _make_dirs(folder: Path) -> list[Path]:
         try:
             path.mkdir()
             created.append(path)
-        except FileExistsError:
+        except FileExistsError as err:
             if not path.is_dir():
                 raise RunDirError(f"cannot create the run directory {folder}: {path} is a file, "
-                                  "not a folder; choose --out elsewhere") from None
+                                  "not a folder; choose --out elsewhere") from err
         except OSError as err:
             raise RunDirError(f"cannot create the run directory {folder}: "
                               f"{err.strerror.lower()}; choose --out elsewhere (a folder you "
@@ -252,13 +258,13 @@ def _lock(folder: Path, wait: float, created: list[Path]) -> int:
                               "writable") from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as err:
             os.close(fd)
             holder = _holder(path)
             if time.monotonic() >= deadline:
                 raise RunDirError(f"the run directory {folder} is in use by {holder} (waited "
                                   f"{wait:g} s); wait for that job to end, or set "
-                                  f"{LOCK_WAIT_ENV} to wait longer") from None
+                                  f"{LOCK_WAIT_ENV} to wait longer") from err
             if holder != announced:
                 log.info("waiting for the run directory lock held by %s (up to %g s; %s "
                          "sets the limit)", holder, wait, LOCK_WAIT_ENV)

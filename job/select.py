@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from job.config import ConfigError, LayoutConfig, TokensConfig
+from job.reduce import NEIGHBOURS_PER_PERPLEXITY, max_perplexity
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def _rule_rows(table: pd.DataFrame, cfg: TokensConfig) -> np.ndarray:
     try:
         pattern = re.compile(cfg.regex)
     except re.error as err:
-        raise ConfigError(f"tokens.regex {cfg.regex!r} is not a valid regex ({err})") from None
+        raise ConfigError(f"tokens.regex {cfg.regex!r} is not a valid regex ({err})") from err
     hits = table["display"].astype(str).map(lambda s: pattern.search(s) is not None)
     return np.flatnonzero(hits.to_numpy(dtype=bool))
 
@@ -93,7 +94,7 @@ def fit_perplexity(cfg: LayoutConfig, n: int) -> tuple[LayoutConfig, dict[str, A
     (n − 1) / 3. The default perplexity is lowered to that limit with a warning (a small
     selection should still run); a perplexity set to anything else is an error.
     """
-    limit = (n - 1) / 3
+    limit = max_perplexity(n)
     if cfg.perplexity <= limit:
         return cfg, None
     if cfg.perplexity != LayoutConfig().perplexity:
@@ -102,8 +103,9 @@ def fit_perplexity(cfg: LayoutConfig, n: int) -> tuple[LayoutConfig, dict[str, A
                           f"selected tokens: t-SNE uses 3 x perplexity neighbours per token, so "
                           f"it can be at most (n - 1) / 3 = {allowed:g}; set layout.perplexity "
                           f"<= {allowed:g} or select more tokens")
-    why = (f"the default perplexity {cfg.perplexity:g} needs at least "
-           f"{math.ceil(3 * cfg.perplexity) + 1} tokens; {n} are selected, so (n - 1) / 3")
+    needed = math.ceil(NEIGHBOURS_PER_PERPLEXITY * cfg.perplexity) + 1
+    why = (f"the default perplexity {cfg.perplexity:g} needs at least {needed} tokens; {n} "
+           "are selected, so (n - 1) / 3")
     log.warning("layout.perplexity lowered from %g to %.5g: %s", cfg.perplexity, limit, why)
     return dataclasses.replace(cfg, perplexity=limit), {
         "configured": cfg.perplexity, "used": round(limit, 4), "why": why}

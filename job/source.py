@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from job import weights
-from job.config import EMBEDDED_DEFAULT, ModelConfig
+from job.config import EMBEDDED_DEFAULT, ModelConfig, model_name
 from job.errors import SourceError, VocabmapError
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class Embeddings:
 
     @property
     def label(self) -> str:
-        return self.model_id.removeprefix("embedded:").rstrip("/").split("/")[-1]
+        return model_name(self.model_id)
 
 
 def _env_on(name: str) -> bool:
@@ -146,22 +146,22 @@ def _from_hub(repo_id: str, revision: str | None) -> tuple[Path, str]:
         folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=hub_cache(),
                                         allow_patterns=_META_PATTERNS,
                                         local_files_only=offline))
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError as err:
         raise SourceError(f"model {where} is not in the Hugging Face cache {hub_cache()} and "
-                          f"{why}; {_download_hint(repo_id, revision)}") from None
-    except GatedRepoError:
+                          f"{why}; {_download_hint(repo_id, revision)}") from err
+    except GatedRepoError as err:
         raise SourceError(f"model {repo_id!r} is gated; accept its licence on the hub and run "
-                          "`hf auth login`, or pre-download it") from None
-    except RevisionNotFoundError:
+                          "`hf auth login`, or pre-download it") from err
+    except RevisionNotFoundError as err:
         raise SourceError(f"revision {revision!r} of {repo_id!r} not found; give a branch, tag "
-                          "or commit that exists") from None
-    except RepositoryNotFoundError:
+                          "or commit that exists") from err
+    except RepositoryNotFoundError as err:
         raise SourceError(f"model {repo_id!r} not found on the hub (or it is private); check the"
-                          " id, or run `hf auth login`") from None
+                          " id, or run `hf auth login`") from err
     except Exception as err:  # network errors come in many types
         raise SourceError(f"could not fetch {repo_id!r} ({type(err).__name__}: "
                           f"{str(err).splitlines()[0] if str(err) else ''}); "
-                          f"{_download_hint(repo_id, revision)}") from None
+                          f"{_download_hint(repo_id, revision)}") from err
     _download_weights(repo_id, revision, folder, offline)
     return folder, folder.name  # snapshot folders are named after the commit
 
@@ -189,10 +189,10 @@ def _download_weights(repo_id: str, revision: str | None, folder: Path, offline:
             snapshot_download(repo_id, revision=revision, cache_dir=hub_cache(),
                               local_files_only=offline,
                               allow_patterns=["pytorch_model*.bin", "*.bin.index.json"])
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError as err:
         raise SourceError(f"the weights of {repo_id!r} are not in the Hugging Face cache "
                           f"{hub_cache()} (only its metadata is) and HF_HUB_OFFLINE=1 is set; "
-                          f"{_download_hint(repo_id, revision)}") from None
+                          f"{_download_hint(repo_id, revision)}") from err
 
 
 def _tokenizer_settings(folder: Path) -> dict[str, Any]:
@@ -221,7 +221,7 @@ def load_tokenizer(folder: Path) -> Any:
         return AutoTokenizer.from_pretrained(folder, **kwargs)
     except Exception as err:
         first = f"{type(err).__name__}: {err}".strip().splitlines()[0]
-        raise SourceError(f"could not load the tokenizer from {folder}: {first}") from None
+        raise SourceError(f"could not load the tokenizer from {folder}: {first}") from err
 
 
 def tokenizer_rows(tokenizer: Any) -> int:
@@ -247,7 +247,7 @@ def load(spec: ModelConfig, before_read: weights.BeforeRead | None = None) -> Em
             raise
         except Exception as err:
             first = f"{type(err).__name__}: {err}".strip().splitlines()[0]
-            raise SourceError(f"could not load the model weights from {folder}: {first}") from None
+            raise SourceError(f"could not load the model weights from {folder}: {first}") from err
     matrix, stored, dtype, name = read
     if n_rows > stored:
         raise SourceError(f"the tokenizer has {n_rows} ids but the embedding matrix "

@@ -69,3 +69,8 @@ class Stages:
         """The most resident memory of the run: the largest stage peak (or the memory held
         before the first stage, if more)."""
         return round(max([self._before, peak_rss_mib(), *self.peak_mib.values()]), 1)
+
+
+def timed(stages: Stages | None, name: str) -> contextlib.AbstractContextManager[None]:
+    """``stages.stage(name)``, or nothing where there are no stages to time."""
+    return stages.stage(name) if stages is not None else contextlib.nullcontext()

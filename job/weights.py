@@ -71,7 +71,7 @@ def weight_map(index: Path) -> dict[str, str]:
         return dict(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
     except (ValueError, KeyError, TypeError) as err:
         raise SourceError(f"{index} is not a valid safetensors index (no readable "
-                          f"weight_map: {type(err).__name__}); re-download it") from None
+                          f"weight_map: {type(err).__name__}); re-download it") from err
 
 
 # safetensors dtypes of an embedding matrix → the name the manifest records (torch's, as
@@ -129,7 +129,7 @@ def _slice_rows(file: Path, name: str | None, n_rows: int, before_read: BeforeRe
             shape, dtype = [int(s) for s in part.get_shape()], part.get_dtype()
             stored = shape[0]
     except SafetensorError as err:
-        raise _damaged(file, err) from None
+        raise _damaged(file, err) from err
     if dtype not in _DTYPES:
         raise SourceError(f"the embedding tensor {name!r} in {file} is stored as {dtype}; "
                           f"vocabmap reads {', '.join(_DTYPES)} (dequantise the checkpoint)")

@@ -273,7 +273,7 @@ def test_a_large_comparison_searches_by_the_layouts_route(monkeypatch: pytest.Mo
     so does the comparison's neighbour search; its lists still match the exact ones."""
     import logging
 
-    from job import neighbours
+    from job import search
     from job.compare import agreement
 
     pytest.importorskip("torch")
@@ -281,8 +281,8 @@ def test_a_large_comparison_searches_by_the_layouts_route(monkeypatch: pytest.Mo
     points = (rng.normal(size=(12, 48))[rng.integers(0, 12, 800)]
               + 0.5 * rng.normal(size=(800, 48))).astype(np.float32)
     exact = agreement.neighbour_lists(points, 10)
-    monkeypatch.setattr(neighbours, "EXACT_BELOW", 0.0)
-    monkeypatch.setattr(neighbours, "int8_speedup", lambda d: 8.0)
+    monkeypatch.setattr(search, "EXACT_BELOW", 0.0)
+    monkeypatch.setattr(search, "int8_speedup", lambda d: 8.0)
     caplog.set_level(logging.INFO)
     fast = agreement.neighbour_lists(points, 10)
     assert "int8" in caplog.text

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from job import cli, nearest, rundir
+from job import cli, neighbours_file, rundir
 from job import config as config_mod
 from job.knn import knn, l2_normalise
 from tests.numeric import Record, seed
@@ -46,7 +46,7 @@ def test_neighbours_equal_brute_force(matrix: np.ndarray, route: str,
     X = l2_normalise(matrix.copy())
     graph = {"exact": lambda: knn(X, 30), "int8": lambda: knn(X, 30, precision="int8"),
              "none": lambda: None}[route]()  # none: the sklearn backend has no graph
-    idx, sim, how = nearest.from_graph(X, graph, 10, "cosine", exact=route != "int8")
+    idx, sim, how = neighbours_file.from_graph(X, graph, 10, "cosine", exact=route != "int8")
     want_idx, want_sim = brute_force(matrix, 10)
     record_property("same_place", (idx == want_idx).mean())
     # near-ties in float32 may swap places: measured 0.9997-1 (seed sets 0-4, both threads,
@@ -61,7 +61,7 @@ def test_neighbours_equal_brute_force(matrix: np.ndarray, route: str,
 @pytest.mark.numeric
 def test_euclidean_metric_orders_by_distance_and_reports_cosine(
         matrix: np.ndarray, record_property: Record) -> None:
-    idx, sim, _ = nearest.from_graph(matrix, knn(matrix, 30), 10, "euclidean", exact=True)
+    idx, sim, _ = neighbours_file.from_graph(matrix, knn(matrix, 30), 10, "euclidean", exact=True)
     want_idx, want_sim = brute_force(matrix, 10, "euclidean")
     record_property("same_place", (idx == want_idx).mean())
     assert (idx == want_idx).mean() > 0.995  # measured 1
@@ -77,17 +77,17 @@ def test_map_neighbours_are_the_2d_nearest() -> None:
     near = np.argsort(d, axis=1)[:, :5]
     idx[:, 0] = near[:, 2]  # one sure map neighbour per row
     want = (idx[:, :, None] == near[:, None, :]).any(axis=2)
-    got = nearest.map_neighbours(coords, idx)
+    got = neighbours_file.map_neighbours(coords, idx)
     assert (got == want).all() and got[:, 0].all()
 
 
 def test_file_columns_metadata_and_slicing(tmp_path: Path, matrix: np.ndarray) -> None:
     X = l2_normalise(matrix.copy())
     ids = np.arange(1000, 1600)
-    table, meta = nearest.compute(X, knn(X, 30), np.random.default_rng(1).normal(size=(600, 2)),
-                                  ids, 10, "cosine", True)
-    nearest.write(tmp_path / nearest.FILE, table, meta)
-    back = pd.read_parquet(tmp_path / nearest.FILE)
+    coords = np.random.default_rng(1).normal(size=(600, 2))
+    table, meta = neighbours_file.compute(X, knn(X, 30), coords, ids, 10, "cosine", True)
+    neighbours_file.write(tmp_path / rundir.NEIGHBOURS, table, meta)
+    back = pd.read_parquet(tmp_path / rundir.NEIGHBOURS)
     assert list(back.columns) == ["token_id", "rank", "neighbour_id", "similarity",
                                   "map_neighbour"]
     assert [str(t) for t in back.dtypes] == ["int32", "int16", "int32", "float32", "bool"]
@@ -95,12 +95,12 @@ def test_file_columns_metadata_and_slicing(tmp_path: Path, matrix: np.ndarray) -
     assert back.groupby("token_id")["rank"].apply(list).map(lambda r: r == list(
         range(1, 11))).all()
     assert (back.groupby("token_id")["similarity"].diff().dropna() <= 1e-6).all()
-    stored = json.loads(pq.read_schema(tmp_path / nearest.FILE).metadata[b"vocabmap"])
+    stored = json.loads(pq.read_schema(tmp_path / rundir.NEIGHBOURS).metadata[b"vocabmap"])
     assert stored["k"] == 10 and stored["metric"] == "cosine" and stored["exact"] is True
-    assert nearest.read_meta(tmp_path / nearest.FILE) == stored
-    assert nearest.read(tmp_path, 3)["rank"].max() == 3
-    with pytest.raises(nearest.NeighbourError, match="rerun `python -m job run`"):
-        nearest.read(tmp_path / "nowhere")
+    assert neighbours_file.read_meta(tmp_path / rundir.NEIGHBOURS) == stored
+    assert neighbours_file.read(tmp_path, 3)["rank"].max() == 3
+    with pytest.raises(neighbours_file.NeighbourError, match="rerun `python -m job run`"):
+        neighbours_file.read(tmp_path / "nowhere")
 
 
 @pytest.fixture
@@ -110,11 +110,11 @@ def run_dir(tmp_path: Path) -> Path:
                            "display": ["[CLS]", "tokyo", "kyo", "東"],
                            "x": [0.0, 1, 2, 3], "y": [0.0, 0, 0, 0]})
     layout.to_parquet(tmp_path / rundir.LAYOUT)
-    near = nearest.frame(np.arange(4), np.array([[1, 2], [2, 3], [1, 0], [1, 2]]),
+    near = neighbours_file.frame(np.arange(4), np.array([[1, 2], [2, 3], [1, 0], [1, 2]]),
                          np.array([[0.5, 0.4], [0.9, 0.2], [0.9, 0.1], [0.3, 0.25]],
                                   dtype=np.float32), np.array([[1, 0], [1, 1], [1, 0], [0, 0]],
                                                               dtype=bool))
-    nearest.write(tmp_path / nearest.FILE, near, {"k": 2, "metric": "cosine"})
+    neighbours_file.write(tmp_path / rundir.NEIGHBOURS, near, {"k": 2, "metric": "cosine"})
     return tmp_path
 
 
@@ -141,10 +141,10 @@ def test_cli_token_not_found(run_dir: Path, capsys: pytest.CaptureFixture, token
 
 
 def test_cli_run_dir_without_neighbours(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
-    (run_dir / nearest.FILE).unlink()
+    (run_dir / rundir.NEIGHBOURS).unlink()
     assert cli.main(["neighbours", str(run_dir), "tokyo"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"has no {nearest.FILE}" in err
+    assert err.count("\n") == 1 and f"has no {rundir.NEIGHBOURS}" in err
     assert cli.main(["neighbours", str(run_dir / "missing"), "tokyo"]) == 2
     assert "has no layout.parquet" in capsys.readouterr().err
 
@@ -156,9 +156,9 @@ def test_run_writes_neighbours_and_a_rerun_restores_them(
     caplog.set_level(logging.INFO)
     assert cli.main(["run", str(fast_config)]) == 0
     folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    first = pd.read_parquet(folder / nearest.FILE)
+    first = pd.read_parquet(folder / rundir.NEIGHBOURS)
     manifest = json.loads((folder / rundir.MANIFEST).read_text())
-    assert manifest["neighbours"]["k"] == 10 and manifest["neighbours"]["file"] == nearest.FILE
+    assert manifest["neighbours"]["k"] == 10 and manifest["neighbours"]["file"] == rundir.NEIGHBOURS
     layout = pd.read_parquet(folder / rundir.LAYOUT)
     # against brute force over the model's own matrix (cosine: the default metric)
     from job import source
@@ -172,12 +172,12 @@ def test_run_writes_neighbours_and_a_rerun_restores_them(
     assert np.allclose(first["similarity"].to_numpy().reshape(-1, 10), want_sim, atol=1e-4)
 
     # a run directory of the previous version: layout and facts, but no neighbours file
-    (folder / nearest.FILE).unlink()
+    (folder / rundir.NEIGHBOURS).unlink()
     caplog.clear()
     assert cli.main(["run", str(fast_config)]) == 0
     assert "reusing the finished layout" in caplog.text
     assert "neighbours.parquet is missing: searching the neighbours again" in caplog.text
-    again = pd.read_parquet(folder / nearest.FILE)
+    again = pd.read_parquet(folder / rundir.NEIGHBOURS)
     # (an all-zero row, the untrained [PAD], has cosine 0 to every token: its order is a tie)
     tied = first.groupby("token_id")["similarity"].transform("max") == 0
     pd.testing.assert_frame_equal(again[~tied], first[~tied], check_exact=False, atol=1e-5)
@@ -194,9 +194,9 @@ def test_sklearn_backend_gets_an_exact_search(fast_config: Path, capsys: pytest.
     fast_config.write_text(text)
     assert cli.main(["run", str(fast_config)]) == 0
     folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    meta = nearest.read_meta(folder / nearest.FILE)
+    meta = neighbours_file.read_meta(folder / rundir.NEIGHBOURS)
     assert meta["exact"] is True and meta["source"].startswith("exact search")
-    assert len(pd.read_parquet(folder / nearest.FILE)) == 10 * len(
+    assert len(pd.read_parquet(folder / rundir.NEIGHBOURS)) == 10 * len(
         pd.read_parquet(folder / rundir.LAYOUT))
 
 
@@ -206,9 +206,9 @@ def test_neighbours_from_a_device_graph_equal_the_host_ones(matrix: np.ndarray) 
     cupy = pytest.importorskip("cupy")
     X = l2_normalise(matrix.copy())
     X[7] = 0.0  # an untrained row among them
-    host = nearest.from_graph(X, knn(X, 30), 10, "cosine", exact=True)
+    host = neighbours_file.from_graph(X, knn(X, 30), 10, "cosine", exact=True)
     gX = cupy.asarray(X)
-    device = nearest.from_graph(gX, knn(gX, 30), 10, "cosine", exact=True)
+    device = neighbours_file.from_graph(gX, knn(gX, 30), 10, "cosine", exact=True)
     assert isinstance(device[0], np.ndarray) and isinstance(device[1], np.ndarray)
     assert (device[0] == host[0]).mean() > 0.995
     np.testing.assert_allclose(device[1], host[1], atol=1e-5)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from job import cli, neighbours
+from job import cli, search
 from job.knn import knn, l2_normalise
 from job.quality import knn_preservation
 from tests.numeric import Record, seed
@@ -24,16 +24,16 @@ def clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
 
 
 def test_the_embedded_default_stays_exact() -> None:
-    route = neighbours.choose("auto", 30522, 384, on_gpu=False)
+    route = search.choose_search("auto", 30522, 384, on_gpu=False)
     assert route.name == "exact" and route.exact and "below" in route.why
 
 
 @pytest.mark.parametrize("speedup", [3.0, 1.2])
 def test_above_the_threshold_int8_only_where_it_pays(monkeypatch: pytest.MonkeyPatch,
                                                      speedup: float) -> None:
-    monkeypatch.setattr(neighbours, "int8_speedup", lambda d: speedup)
-    route = neighbours.choose("auto", 131072, 5120, on_gpu=False)
-    if speedup >= neighbours.MIN_SPEEDUP:
+    monkeypatch.setattr(search, "int8_speedup", lambda d: speedup)
+    route = search.choose_search("auto", 131072, 5120, on_gpu=False)
+    if speedup >= search.MIN_SPEEDUP:
         assert (route.name, route.precision, route.exact) == ("int8", "int8", False)
         assert "3.0x faster" in route.why
     else:
@@ -41,21 +41,21 @@ def test_above_the_threshold_int8_only_where_it_pays(monkeypatch: pytest.MonkeyP
 
 
 def test_just_below_and_above_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(neighbours, "int8_speedup", lambda d: 4.0)
+    monkeypatch.setattr(search, "int8_speedup", lambda d: 4.0)
     d = 768
-    n_edge = int((neighbours.EXACT_BELOW / d) ** 0.5)
-    assert neighbours.choose("auto", n_edge - 10, d, on_gpu=False).name == "exact"
-    assert neighbours.choose("auto", n_edge + 10, d, on_gpu=False).name == "int8"
+    n_edge = int((search.EXACT_BELOW / d) ** 0.5)
+    assert search.choose_search("auto", n_edge - 10, d, on_gpu=False).name == "exact"
+    assert search.choose_search("auto", n_edge + 10, d, on_gpu=False).name == "int8"
 
 
 def test_gpu_and_forced_routes() -> None:
-    assert neighbours.choose("auto", 256000, 4096, on_gpu=True).name == "exact"
-    assert neighbours.choose("exact", 256000, 4096, on_gpu=False).name == "exact"
-    assert neighbours.choose("int8", 1000, 64, on_gpu=False).name == "int8"
+    assert search.choose_search("auto", 256000, 4096, on_gpu=True).name == "exact"
+    assert search.choose_search("exact", 256000, 4096, on_gpu=False).name == "exact"
+    assert search.choose_search("int8", 1000, 64, on_gpu=False).name == "int8"
 
 
 def test_int8_speedup_is_measured() -> None:
-    speedup = neighbours.int8_speedup(256, rows=256, repeats=1)
+    speedup = search.int8_speedup(256, rows=256, repeats=1)
     # 0 where this CPU's torch has no int8 product; either way a finite figure
     assert np.isfinite(speedup) and speedup >= 0
 
@@ -69,12 +69,12 @@ def test_a_cpu_without_int8_products_keeps_the_exact_search(
         raise RuntimeError("_int_mm: not supported on this CPU")
 
     monkeypatch.setattr(torch, "_int_mm", no_int8)
-    neighbours.int8_speedup.cache_clear()
+    search.int8_speedup.cache_clear()
     try:
-        assert neighbours.int8_speedup(384) == 0.0
-        route = neighbours.choose("auto", 131072, 5120, on_gpu=False)
+        assert search.int8_speedup(384) == 0.0
+        route = search.choose_search("auto", 131072, 5120, on_gpu=False)
     finally:
-        neighbours.int8_speedup.cache_clear()
+        search.int8_speedup.cache_clear()
     assert route.name == "exact" and "only 0.0x faster" in route.why
 
 
@@ -113,8 +113,8 @@ def test_a_job_above_the_threshold_records_its_route(fast_config: Path, tmp_path
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str],
                                                      record_property: Record) -> None:
-    monkeypatch.setattr(neighbours, "EXACT_BELOW", 1.0)
-    monkeypatch.setattr(neighbours, "int8_speedup", lambda d: 3.0)
+    monkeypatch.setattr(search, "EXACT_BELOW", 1.0)
+    monkeypatch.setattr(search, "int8_speedup", lambda d: 3.0)
     assert cli.main(["run", str(fast_config)]) == 0
     run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
     manifest = json.loads((run_dir / "manifest.json").read_text())

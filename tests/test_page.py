@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from job import nearest
+from job import neighbours_file
 from job.config import RenderConfig
 from job.render import page
 from job.render.zooms import Region
@@ -66,7 +66,7 @@ def synthetic_neighbours(table: pd.DataFrame, k: int = 10, seed: int | None = No
         nbr = (np.arange(n)[:, None] + rng.integers(1, n, size=(n, k))) % n
         sim = -np.sort(-rng.uniform(0.2, 0.9, size=(n, k)), axis=1)
     on_map = np.zeros((n, k), bool)
-    return nearest.frame(ids, nbr, sim.astype(np.float32), on_map)
+    return neighbours_file.frame(ids, nbr, sim.astype(np.float32), on_map)
 
 
 @pytest.fixture(scope="module")
@@ -332,9 +332,9 @@ def test_default_map_lists_true_neighbours(default_run: Path, token: str) -> Non
     from job.knn import l2_normalise
 
     layout = pd.read_parquet(default_run / "layout.parquet")
-    row = nearest.find_token(layout, token)
+    row = neighbours_file.find_token(layout, token)
     tid = int(layout["token_id"].iloc[row])
-    stored = nearest.read(default_run)
+    stored = neighbours_file.read(default_run)
     stored = stored[stored["token_id"] == tid]
     cfg = config_mod.load(Path(__file__).resolve().parent.parent / "configs/default.toml")
     X = l2_normalise(source.load(cfg.models[0]).matrix[layout["token_id"].to_numpy()])

@@ -13,7 +13,11 @@ import pytest
 from PIL import Image
 from transformers import AutoTokenizer
 
-from job import cli
+from job import cli, runread
+from job import config as config_mod
+from job.render import raster
+from job.render.zooms import Region
+from job.runread import Manifest
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -21,9 +25,40 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=600)
 
 
-def non_white_share(path: Path) -> float:
+def inked_at(path: Path, canvas: raster.Canvas, x: np.ndarray, y: np.ndarray,
+             top: int = 0) -> float:
+    """Share of the map points ``x``, ``y`` whose pixel in the picture is not background
+    (``canvas`` maps them to pixels; ``top``: rows of title strip above it)."""
     pixels = np.asarray(Image.open(path).convert("L"))
-    return float((pixels < 250).mean())
+    px, py = canvas.to_pixels(x, y)
+    col = np.clip(px.astype(int), 0, canvas.width - 1)
+    row = np.clip(py.astype(int), 0, canvas.height - 1) + top
+    return float((pixels[row, col] < 250).mean())
+
+
+def assert_points_drawn(folder: Path) -> None:
+    """Every picture shows the layout's points where the layout puts them, and not a
+    quarter of the picture to the right: the overview all of them, each zoom those in its
+    box. Measured on this tiny model and on the embedded default: 0.993-1.0 of the points
+    inked, 0.0-0.09 when shifted."""
+    manifest = Manifest.read(folder)
+    cfg = config_mod.from_dict({"render": manifest.render}).render
+    table = runread.layout(folder)
+    x, y = table["x"].to_numpy(), table["y"].to_numpy()
+    canvas = raster.full_canvas(table, cfg.width, cfg.height)
+    shift = (canvas.x1 - canvas.x0) / 4
+    assert inked_at(folder / "overview.png", canvas, x, y) > 0.95
+    assert inked_at(folder / "overview.png", canvas, x + shift, y) < 0.5
+    band = raster.title_band(cfg.font_size)
+    for zoom in manifest.rendered["zooms"]:
+        box = map(float, zoom["box"])  # an automatic zoom's box is float32, stored as text
+        region = Region(zoom["name"], *box, how=zoom["how"])
+        canvas = raster.zoom_canvas(region, cfg.zoom_width, cfg.zoom_height - band)
+        inside = (x >= canvas.x0) & (x <= canvas.x1) & (y >= canvas.y0) & (y <= canvas.y1)
+        xs, ys = x[inside], y[inside]
+        shift = (canvas.x1 - canvas.x0) / 4
+        assert inked_at(folder / zoom["file"], canvas, xs, ys, band) > 0.95, zoom["name"]
+        assert inked_at(folder / zoom["file"], canvas, xs + shift, ys, band) < 0.5, zoom["name"]
 
 
 @pytest.fixture
@@ -61,14 +96,12 @@ def test_run_writes_a_complete_run_directory(finished_run: Path, bert_dir: Path)
     assert manifest["peak_rss_mib"] > 0
     assert "transformers" in manifest["environment"]["libraries"]
 
-    assert non_white_share(finished_run / "overview.png") > 0.001
     zooms = sorted(p.name for p in finished_run.glob("zoom_*.png"))
     # 1 anchor, the most under-trained tokens, 2 automatic
     assert "zoom_days.png" in zooms and "zoom_undertrained.png" in zooms and len(zooms) == 4
     days = next(z for z in manifest["rendered"]["zooms"] if z["name"] == "days")
     assert "monday" in days["examples"] and days["labels"] >= 5
-    for name in zooms:
-        assert non_white_share(finished_run / name) > 0.001
+    assert_points_drawn(finished_run)
     assert not list(finished_run.glob(".*.tmp"))
 
 

@@ -425,3 +425,18 @@ def test_zoom_counts_agree_in_title_log_and_manifest(fast_config: Path,
         logged = re.search(rf"zoom {re.escape(z['name'])} \(.*?\): (\d+) tokens, (\d+) labels",
                            caplog.text)
         assert logged and (int(logged[1]), int(logged[2])) == (z["points"], z["labels"])
+
+
+def test_manifest_reader_names_the_run_directory_and_the_missing_key(tmp_path: Path) -> None:
+    from job.runread import Manifest
+
+    rundir.write_json(tmp_path / rundir.MANIFEST, {"model": {"id": "m"}, "config": {}})
+    manifest = Manifest.read(tmp_path)
+    assert manifest.value("model", "id") == "m"
+    with pytest.raises(rundir.RunDirError, match=r"has no 'model\.path'"):
+        _ = manifest.model
+    with pytest.raises(rundir.RunDirError, match=re.escape(str(tmp_path)) + r".*'config\.layout'"):
+        _ = manifest.metric  # no silent "cosine"
+    with pytest.raises(rundir.RunDirError, match="cannot read"):
+        Manifest.read(tmp_path / "nowhere")
+    assert Manifest.read_if_any(tmp_path / "nowhere") is None

@@ -33,27 +33,27 @@ log = logging.getLogger(__name__)
 
 
 
-def neighbour_lists(points: np.ndarray, k: int) -> np.ndarray:
+def neighbour_lists(points: np.ndarray, k: int, requested: str = "auto") -> np.ndarray:
     """The ``k`` nearest other rows of every row (n × k int32, nearest first).
 
-    Blocked products (``job.knn``) in high dimension, by the route the layout would take
-    (``job.neighbours``: int8 products for a large vocabulary on a CPU that multiplies
-    int8 fast, else exact), a k-d tree (exact) for 2-D maps.
+    In high dimension by the route the run's ``layout.knn`` (``requested``) gives
+    (``job.search``: int8 products for a large vocabulary on a CPU that multiplies int8
+    fast, else exact); a k-d tree (exact) for 2-D maps.
     """
     n = points.shape[0]
     if not 0 < k < n:
         raise ValueError(f"k = {k} needs 0 < k < {n} (the number of rows)")
-    from job import neighbours
-    from job.knn import knn, map_knn
+    from job import search
+    from job.knn import map_knn
 
     if points.shape[1] <= 3:
         return map_knn(points, k).astype(np.int32)
 
-    route = neighbours.choose("auto", n, points.shape[1], on_gpu=False)
+    route = search.choose_search(requested, n, points.shape[1], on_gpu=False)
     if not route.exact:
         log.info("neighbours of %d shared tokens in %d dims: %s (%s)", n, points.shape[1],
                  route.name, route.why)
-    idx, _ = knn(np.ascontiguousarray(points, dtype=np.float32), k, precision=route.precision)
+    idx, _ = route.graph(np.ascontiguousarray(points, dtype=np.float32), k)
     return np.asarray(idx, dtype=np.int32)
 
 

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from job import neighbours, quality, reduce, rundir
-from job.compare.runs import Run
+from job import quality, reduce, rundir, search
+from job.compare.runs import Run, by_key
 from job.config import LayoutConfig, from_dict
 from job.knn import knn
 
@@ -46,8 +46,7 @@ VERSION = 1  # bump when the aligned layout changes, so stored ones are redone
 def layout_config(run: Run) -> LayoutConfig:
     """The run's own t-SNE settings (from its manifest), on openTSNE, with the aligned
     layout's gentler early exaggeration."""
-    stored = run.manifest.get("config", {}).get("layout", {})
-    cfg = from_dict({"layout": stored}).layout
+    cfg = from_dict({"layout": run.manifest.layout}).layout
     return LayoutConfig(**{**asdict(cfg), "backend": "opentsne",
                            "early_exaggeration": EXAGGERATION})
 
@@ -56,7 +55,7 @@ def start(ref: Run, run: Run) -> tuple[np.ndarray, int]:
     """Start coordinates for every layout row of ``run`` (centred, at the spread of the run's
     own map), and how many come from shared tokens."""
     assert run.vectors is not None and run.vectors.full
-    ref_rows = ref.table.dropna(subset=["key"]).drop_duplicates("key").set_index("key")
+    ref_rows = by_key(ref.table)
     keys = run.table["key"].to_numpy()
     first = ~pd.Series(keys).duplicated().to_numpy() & pd.notna(keys)
     known = first & pd.Series(keys).isin(ref_rows.index).to_numpy()
@@ -106,14 +105,12 @@ def layout(ref: Run, run: Run, out: Path, k: int = 10, sample: int = 2000,
     data = run.vectors.matrix
     began = time.perf_counter()
     init, from_ref = start(ref, run)
-    route = neighbours.choose(cfg.knn, data.shape[0], data.shape[1], on_gpu=False)
-    graph = knn(data, reduce.n_neighbors(cfg, data.shape[0]), precision=route.precision)
-    fitted = reduce.fit(data, cfg, "opentsne", graph, init=init)
+    route = search.choose_search(cfg.knn, data.shape[0], data.shape[1], on_gpu=False)
+    fitted, graph = reduce.search_and_fit(data, cfg, "opentsne", route, init=init)
     seconds = time.perf_counter() - began
     coords = fitted.coords.astype(np.float64)
     independent = run.table[["x", "y"]].to_numpy(np.float64)
-    keep = {name: quality.knn_preservation(data, xy, k, sample, neighbours=graph[0],
-                                           exact=route.exact)["knn_preservation"]
+    keep = {name: quality.of_layout(data, xy, graph, route, k, sample)["knn_preservation"]
             for name, xy in (("aligned", coords), ("independent", independent))}
     facts = {"key": key, "run_dir": str(run.folder), "reference": str(ref.folder),
              "tokens": int(data.shape[0]), "started_from_reference": from_ref,

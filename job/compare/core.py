@@ -25,6 +25,7 @@ from job.compare.runs import (
     CompareError,
     Failed,
     Run,
+    by_key,
     key_by_id,
     load,
     load_vectors,
@@ -53,8 +54,7 @@ def _onto_first(tables: list[pd.DataFrame], runs: list[Run]) -> list[float | Non
         if len(keys) < 3:
             disparity.append(None)
             continue
-        by_key = table.assign(key=run.table["key"].to_numpy()).dropna(subset=["key"])
-        moving = by_key.drop_duplicates("key").set_index("key").loc[keys, ["x", "y"]]
+        moving = by_key(table, run.table["key"].to_numpy()).loc[keys, ["x", "y"]]
         fit = metrics.procrustes(pairs.xy(ref, keys), moving.to_numpy(np.float64))
         table[["x", "y"]] = fit.apply(table[["x", "y"]].to_numpy(), shrink=False)
         disparity.append(round(fit.disparity, 4))
@@ -68,9 +68,7 @@ def _save(img: Any, path: Path) -> None:
 def _anchors(runs: list[Run], given: tuple[str, ...]) -> list[str]:
     if given:
         return list(given)
-    found = [z["anchor"] for z in runs[0].manifest.get("config", {}).get("render", {})
-             .get("zooms", []) if z.get("anchor")]
-    return found or list(DEFAULT_ANCHORS)
+    return runs[0].manifest.anchors or list(DEFAULT_ANCHORS)
 
 
 def _listed(table: pd.DataFrame, n: int) -> dict[str, list[dict[str, Any]]]:
@@ -127,8 +125,7 @@ def _aligned_maps(runs: list[Run], labels: list[str], tables: dict[tuple[int, in
         facts[j]["disparity_to_first"] = disparity[j]
         if table is None or "error" in facts[j]:
             continue
-        here = maps[j].assign(key=runs[j].table["key"].to_numpy()).dropna(subset=["key"])
-        here = here.drop_duplicates("key").set_index("key")
+        here = by_key(maps[j], runs[j].table["key"].to_numpy())
         start = ref.loc[table["key"], ["x", "y"]].to_numpy(np.float64)
         end = here.loc[table["key"], ["x", "y"]].to_numpy(np.float64)
         table["moved"] = moved.displacement(start, end)
@@ -145,20 +142,18 @@ def _aligned_maps(runs: list[Run], labels: list[str], tables: dict[tuple[int, in
     return facts, images
 
 
-def compare(folders: list[Path], out: Path | None = None, cfg: CompareConfig | None = None,
-            log_files: list[Path | None] | None = None) -> dict[str, Any]:
-    """Compare the finished runs among ``folders``; returns what ``compare.json`` holds."""
-    cfg = cfg or CompareConfig()
-    if not folders:
-        raise CompareError("no run directories given; pass two or more, or --config CONFIG")
-    folders = [Path(f) for f in folders]
-    out = Path(out) if out else output_dir(folders)
-    runs, failed = _load(folders, log_files)
-    matched_by = "display"
-    if same_model(runs):  # one tokenizer (e.g. input vs contextual vectors): exact ids
+def _match(runs: list[Run]) -> str:
+    """Key the runs' tokens: by exact id when they share one tokenizer (e.g. input vs
+    contextual vectors of one model), else by display text; returns which."""
+    if same_model(runs):
         key_by_id(runs)
-        matched_by = "token_id"
-    labels = _unique_labels(runs)
+        return "token_id"
+    return "display"
+
+
+def _vectors(runs: list[Run], cfg: CompareConfig) -> None:
+    """Load each run's original vectors: the keys it shares with another run (every row for
+    the runs an aligned layout needs)."""
     wanted: dict[int, set[str]] = {i: set() for i in range(len(runs))}
     for i, j in itertools.combinations(range(len(runs)), 2):
         keys = set(pairs.shared(runs[i], runs[j]))
@@ -166,6 +161,11 @@ def compare(folders: list[Path], out: Path | None = None, cfg: CompareConfig | N
         wanted[j] |= keys
     for i, run in enumerate(runs):
         load_vectors(run, wanted[i], full=cfg.aligned and i > 0)
+
+
+def _measure(runs: list[Run], labels: list[str], cfg: CompareConfig,
+             ) -> tuple[list[dict[str, Any]], dict[tuple[int, int], pd.DataFrame]]:
+    """Every pair's record and, where enough tokens are shared, its per-token table."""
     records, tables = [], {}
     for i, j in itertools.combinations(range(len(runs)), 2):
         record, table = pairs.measure(runs[i], runs[j], cfg)
@@ -175,16 +175,23 @@ def compare(folders: list[Path], out: Path | None = None, cfg: CompareConfig | N
         records.append(record)
         if table is not None:
             tables[(i, j)] = table
-    out.mkdir(parents=True, exist_ok=True)
-    images: list[str] = []
-    aligned_facts: list[dict[str, Any]] = []
-    if cfg.aligned:
-        aligned_facts, images = _aligned_maps(runs, labels, tables, cfg, out)
+    return records, tables
+
+
+def _write_tables(records: list[dict[str, Any]], tables: dict[tuple[int, int], pd.DataFrame],
+                  labels: list[str], cfg: CompareConfig, out: Path) -> None:
+    """Write each pair's per-token table and list its most changed and stable tokens."""
     for n, ((i, j), table) in enumerate(tables.items(), start=1):
         record = next(r for r in records if (r["a"], r["b"]) == (labels[i], labels[j]))
         record["table"] = f"tokens_{n}.parquet"
         rundir.write_parquet(out / record["table"], table)
         record.update(_listed(table, cfg.listed))
+
+
+def _draw(runs: list[Run], labels: list[str], cfg: CompareConfig, out: Path,
+          images: list[str]) -> tuple[list[float | None], list[dict[str, Any]]]:
+    """The grid of the maps rotated onto the first, and one row per anchor; returns the
+    disparities to the first map and the anchors' rows. Adds the files to ``images``."""
     maps = [run.table.copy() for run in runs]
     to_ref = _onto_first(maps, runs)
     titles = [f"{label} ({run.family}, {len(run.table):,} tokens)"
@@ -201,15 +208,43 @@ def compare(folders: list[Path], out: Path | None = None, cfg: CompareConfig | N
         images.append(name)
         anchor_rows.append({"anchor": anchor, "file": name,
                             "nearest": dict(zip(labels, nearest, strict=True))})
+    return to_ref, anchor_rows
+
+
+def _run_rows(runs: list[Run], labels: list[str], to_ref: list[float | None],
+              ) -> list[dict[str, Any]]:
+    """``compare.json``'s ``runs``: one row per compared run."""
+    return [{"label": label, "run_dir": str(run.folder), "family": run.family,
+             "model": run.manifest.model.id,
+             "tokens": len(run.table), "keys": int(run.table["key"].nunique()),
+             "knn_preservation": run.manifest.knn_preservation,
+             "disparity_to_first": d, "vectors_error": run.vectors_error}
+            for label, run, d in zip(labels, runs, to_ref, strict=True)]
+
+
+def compare(folders: list[Path], out: Path | None = None, cfg: CompareConfig | None = None,
+            log_files: list[Path | None] | None = None) -> dict[str, Any]:
+    """Compare the finished runs among ``folders``; returns what ``compare.json`` holds."""
+    cfg = cfg or CompareConfig()
+    if not folders:
+        raise CompareError("no run directories given; pass two or more, or --config CONFIG")
+    folders = [Path(f) for f in folders]
+    out = Path(out) if out else output_dir(folders)
+    runs, failed = _load(folders, log_files)
+    matched_by = _match(runs)
+    labels = _unique_labels(runs)
+    _vectors(runs, cfg)
+    records, tables = _measure(runs, labels, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    images: list[str] = []
+    aligned_facts: list[dict[str, Any]] = []
+    if cfg.aligned:
+        aligned_facts, images = _aligned_maps(runs, labels, tables, cfg, out)
+    _write_tables(records, tables, labels, cfg, out)
+    to_ref, anchor_rows = _draw(runs, labels, cfg, out, images)
     result = {
         "config": {**cfg.__dict__, "anchors": list(cfg.anchors)}, "k": cfg.k, "out": str(out),
-        "matched_by": matched_by,
-        "runs": [{"label": label, "run_dir": str(run.folder), "family": run.family,
-                  "model": run.manifest.get("model", {}).get("id", ""),
-                  "tokens": len(run.table), "keys": int(run.table["key"].nunique()),
-                  "knn_preservation": run.manifest.get("quality", {}).get("knn_preservation"),
-                  "disparity_to_first": d, "vectors_error": run.vectors_error}
-                 for label, run, d in zip(labels, runs, to_ref, strict=True)],
+        "matched_by": matched_by, "runs": _run_rows(runs, labels, to_ref),
         "failed": [{"run_dir": str(f.folder), "reason": f.reason} for f in failed],
         "pairs": records, "aligned": aligned_facts, "anchors": anchor_rows, "images": images,
     }

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from job.compare import agreement, metrics
-from job.compare.runs import Run
+from job.compare.runs import Run, by_key
 from job.config import CompareConfig
 
 WIDE = 5  # the wide agreement (ties between equal k-NN agreements) looks at WIDE × k
@@ -44,7 +44,7 @@ def shared(a: Run, b: Run) -> list[str]:
 
 def rows(run: Run) -> pd.DataFrame:
     """The run's layout rows by key (a key's first row)."""
-    return run.table.dropna(subset=["key"]).drop_duplicates("key").set_index("key")
+    return by_key(run.table)
 
 
 def xy(run: Run, keys: list[str]) -> np.ndarray:
@@ -68,12 +68,14 @@ def _subset(keys: list[str], cfg: CompareConfig) -> list[str]:
 
 
 def _measure(a: np.ndarray, b: np.ndarray, cfg: CompareConfig, blocks: np.ndarray,
+             searches: tuple[str, str] = ("auto", "auto"),
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[agreement.Calibrated]]:
-    """Neighbour lists of both spaces (wide), per-token agreement at k and wide, calibrated
-    mean at k."""
+    """Neighbour lists of both spaces (wide; ``searches``: each run's ``layout.knn``),
+    per-token agreement at k and wide, calibrated mean at k."""
     k = cfg.k
     wide = min(a.shape[0] - 1, WIDE * k)
-    na, nb = agreement.neighbour_lists(a, wide), agreement.neighbour_lists(b, wide)
+    na = agreement.neighbour_lists(a, wide, searches[0])
+    nb = agreement.neighbour_lists(b, wide, searches[1])
     tokens, scores = agreement.agreement(na[:, :k], nb[:, :k], cfg.permutations, cfg.alpha,
                                          cfg.seed, blocks)
     return na, nb, np.column_stack([tokens, agreement.per_token(na, nb)]), scores
@@ -105,7 +107,8 @@ def measure(a: Run, b: Run, cfg: CompareConfig) -> tuple[dict[str, Any], pd.Data
                           "token_id_a": ra["token_id"].to_numpy(),
                           "token_id_b": rb["token_id"].to_numpy()})
     if a.vectors is not None and b.vectors is not None:
-        na, nb, orig, scores = _measure(a.vectors.take(keys), b.vectors.take(keys), cfg, blocks)
+        na, nb, orig, scores = _measure(a.vectors.take(keys), b.vectors.take(keys), cfg, blocks,
+                                        (a.manifest.knn, b.manifest.knn))
         out["original"] = [s.record() for s in scores]
         table["agreement"], table["agreement_wide"] = orig[:, 0], orig[:, 1]
         texts = table["display"].to_numpy()

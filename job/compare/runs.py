@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ from job import rundir
 from job.config import Config, ModelConfig
 from job.errors import VocabmapError
 from job.knn import l2_normalise
+from job.runread import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +51,22 @@ class Run:
     """One finished run directory."""
 
     folder: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     table: pd.DataFrame  # the layout, plus ``key`` for shared-token matching
     vectors: Vectors | None = None
     vectors_error: str = ""
 
     @property
     def label(self) -> str:
-        return self.folder.name.rsplit("-", 1)[0] if "-" in self.folder.name else self.folder.name
+        return rundir.folder_label(self.folder)
 
     @property
     def family(self) -> str:
-        return str(self.manifest.get("model", {}).get("family", ""))
+        return self.manifest.model.family
 
     @property
     def metric(self) -> str:
-        return str(self.manifest.get("config", {}).get("layout", {}).get("metric", "cosine"))
+        return self.manifest.metric
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,19 @@ def token_keys(table: pd.DataFrame) -> pd.Series:
     return pd.Series(keys, index=table.index, dtype=object)
 
 
+def first_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Each key's first row of ``table`` (rows without a key left out), in table order."""
+    return table.dropna(subset=["key"]).drop_duplicates("key")
+
+
+def by_key(table: pd.DataFrame, keys: np.ndarray | None = None) -> pd.DataFrame:
+    """Each key's first row of ``table``, indexed by key; ``keys`` (one per row of
+    ``table``) stands in for its own ``key`` column."""
+    if keys is not None:
+        table = table.assign(key=keys)
+    return first_rows(table).set_index("key")
+
+
 def error_from_log(path: Path) -> str:
     """The last ``vocabmap: error:`` (or Python exception) line of a task's log, if any."""
     try:
@@ -113,7 +126,7 @@ def load(folder: Path, log_file: Path | None = None) -> Run | Failed:
         return Failed(folder, hint or "did not finish (no manifest.json); see the job's log")
     table = pd.read_parquet(folder / rundir.LAYOUT)
     table["key"] = token_keys(table)
-    return Run(folder, rundir.read_json(folder / rundir.MANIFEST), table)
+    return Run(folder, Manifest.read(folder), table)
 
 
 def planned(config: Config) -> list[Path]:
@@ -145,19 +158,18 @@ def load_vectors(run: Run, keys: set[str], full: bool = False) -> None:
     """
     from job import source
 
-    model = run.manifest.get("model", {})
-    if model.get("embeddings", "input") == "contextual":
+    if run.manifest.model.contextual:
         _load_stored_vectors(run, keys, full)
         return
-    path = model.get("path", "")
+    path = run.manifest.model.path
     try:
         emb = source.load(ModelConfig(id=path))
     except (VocabmapError, OSError) as err:  # e.g. a .bin model and no torch
         run.vectors_error = f"could not re-read {path}: {err}"
         log.warning("%s: %s", run.label, run.vectors_error)
         return
-    expected = run.manifest.get("model", {}).get("vocab_size")
-    if expected and emb.matrix.shape[0] != expected:
+    expected = run.manifest.model.vocab_size
+    if emb.matrix.shape[0] != expected:
         run.vectors_error = (f"{path} now has {emb.matrix.shape[0]} rows, the run had "
                              f"{expected}; the model files changed since the run")
         log.warning("%s: %s", run.label, run.vectors_error)
@@ -186,7 +198,7 @@ def _keep(run: Run, keys: set[str], take: Callable[[pd.DataFrame], np.ndarray],
     ``take`` receives the layout rows to keep, indexed by their position in the layout.
     """
     table = run.table.reset_index(drop=True)
-    first = table.dropna(subset=["key"]).drop_duplicates("key")
+    first = first_rows(table)
     if full:
         picked = table
         rows = pd.Series(first.index.to_numpy(), index=first["key"].to_numpy())
@@ -201,8 +213,7 @@ def _keep(run: Run, keys: set[str], take: Callable[[pd.DataFrame], np.ndarray],
 
 def same_model(runs: list[Run]) -> bool:
     """True when every run maps the same model files (e.g. its input and contextual vectors)."""
-    ids = {(r.manifest.get("model", {}).get("path"), r.manifest.get("model", {}).get("revision"))
-           for r in runs}
+    ids = {(r.manifest.model.path, r.manifest.model.revision) for r in runs}
     return len(ids) == 1 and None not in next(iter(ids))
 
 

@@ -19,6 +19,8 @@ import numpy as np
 from job import gpu
 from job.config import LayoutConfig
 from job.errors import VocabmapError
+from job.search import Search
+from job.stages import Stages, timed
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +40,17 @@ class Layout:
     params: dict[str, Any] = field(default_factory=dict)  # the effective parameters
 
 
+NEIGHBOURS_PER_PERPLEXITY = 3  # t-SNE's affinities take 3 x perplexity neighbours per point
+
+
 def n_neighbors(cfg: LayoutConfig, n: int) -> int:
     """Neighbours per point for the affinities: 3 × perplexity, at most n − 1."""
-    return int(min(n - 1, max(1, round(3 * cfg.perplexity))))
+    return int(min(n - 1, max(1, round(NEIGHBOURS_PER_PERPLEXITY * cfg.perplexity))))
+
+
+def max_perplexity(n: int) -> float:
+    """The largest perplexity ``n`` points allow: (n − 1) / 3."""
+    return (n - 1) / NEIGHBOURS_PER_PERPLEXITY
 
 
 def learning_rate(cfg: LayoutConfig, n: int, exaggeration: float = 1.0) -> float:
@@ -134,3 +144,16 @@ def fit(X: Any, cfg: LayoutConfig, backend: str, knn_graph: tuple[Any, Any] | No
         raise BackendError(f"backend {backend} returned a bad layout {coords.shape}")
     layout.coords = coords
     return layout
+
+
+def search_and_fit(X: Any, cfg: LayoutConfig, backend: str, search: Search | None,
+                   stages: Stages | None = None, init: np.ndarray | None = None,
+                   in_place: bool = False) -> tuple[Layout, tuple[Any, Any] | None]:
+    """The layout of ``X`` and the kNN graph it was fitted on: searched by ``search`` (None:
+    the backend searches its own, as sklearn does), timed as ``stages`` "knn" and "layout"
+    when given. The run's layout and compare's aligned layouts both come from here."""
+    with timed(stages, "knn"):
+        graph = search.graph(X, n_neighbors(cfg, X.shape[0])) if search else None
+    with timed(stages, "layout"):
+        layout = fit(X, cfg, backend, graph, init=init, in_place=in_place)
+    return layout, graph

@@ -39,7 +39,7 @@ import numpy as np
 
 from job.config import LayoutConfig
 from job.knn import array_module
-from job.reduce import BackendError, Layout, learning_rate, n_neighbors
+from job.reduce import BackendError, Layout, learning_rate, max_perplexity, n_neighbors
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def tsne_params(cfg: LayoutConfig, n: int) -> dict[str, Any]:
     """The keyword arguments for ``cuml.manifold.TSNE``: nothing left to cuML's defaults."""
     return {
         "n_components": 2,
-        "perplexity": min(cfg.perplexity, (n - 1) / 3),
+        "perplexity": min(cfg.perplexity, max_perplexity(n)),
         "n_neighbors": n_neighbors(cfg, n) + 1,  # the row itself is column 0
         "method": "fft",
         "init": "pca",

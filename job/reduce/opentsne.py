@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from job.config import LayoutConfig
-from job.reduce import Layout, learning_rate, n_neighbors, threads
+from job.reduce import Layout, learning_rate, max_perplexity, n_neighbors, threads
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,26 @@ def pca_in_place(X: np.ndarray, seed: int) -> np.ndarray:
     return np.ascontiguousarray(start)
 
 
+def _start(X: np.ndarray, cfg: LayoutConfig, init: np.ndarray | None, in_place: bool,
+           ) -> np.ndarray:
+    """The starting coordinates: ``init`` as given, else PCA (of ``X`` itself, centred in
+    place, with ``in_place``)."""
+    from openTSNE import initialization
+
+    if init is not None:
+        return np.ascontiguousarray(init, dtype=np.float64)
+    if in_place:
+        return pca_in_place(X, cfg.seed)
+    return initialization.pca(X, random_state=cfg.seed)  # scaled to std 1e-4
+
+
 def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None,
         init: np.ndarray | None = None, in_place: bool = False) -> Layout:
     """Lay out ``X``; ``init`` (n × 2), e.g. another map's coordinates, replaces the PCA
     initialisation and is used at the scale given (the caller picks it); ``in_place``: the
     PCA initialisation centres ``X`` itself (:func:`pca_in_place`), not a copy."""
     import openTSNE
-    from openTSNE import TSNEEmbedding, affinity, initialization
+    from openTSNE import TSNEEmbedding, affinity
     from openTSNE.nearest_neighbors import PrecomputedNeighbors
 
     X = np.asarray(X, dtype=np.float32)
@@ -70,14 +83,10 @@ def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None,
     idx, dist = (np.asarray(a) for a in knn_graph)
     idx, dist = idx[:, :k], dist[:, :k]
     aff = affinity.PerplexityBasedNN(
-        perplexity=min(cfg.perplexity, (n - 1) / 3), knn_index=PrecomputedNeighbors(idx, dist),
-        n_jobs=jobs, random_state=cfg.seed, verbose=False)
-    if init is None and in_place:
-        start = pca_in_place(X, cfg.seed)
-    elif init is None:
-        start = initialization.pca(X, random_state=cfg.seed)  # scaled to std 1e-4
-    else:
-        start = np.ascontiguousarray(init, dtype=np.float64)
+        perplexity=min(cfg.perplexity, max_perplexity(n)),
+        knn_index=PrecomputedNeighbors(idx, dist), n_jobs=jobs, random_state=cfg.seed,
+        verbose=False)
+    start = _start(X, cfg, init, in_place)
     # FFT's cost has a fixed grid part that dominates small inputs; Barnes-Hut is faster there.
     method = "fft" if n >= FFT_FROM else "bh"
     embedding = TSNEEmbedding(start, aff, negative_gradient_method=method, n_jobs=jobs,

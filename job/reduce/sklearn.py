@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from job.config import LayoutConfig
-from job.reduce import Layout, threads
+from job.reduce import Layout, max_perplexity, threads
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def fit(X: Any, cfg: LayoutConfig, knn_graph: tuple[Any, Any] | None) -> Layout:
     # ``n_iter`` became ``max_iter`` in scikit-learn 1.5.
     iters = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
     model = TSNE(
-        n_components=2, perplexity=min(cfg.perplexity, (n - 1) / 3),
+        n_components=2, perplexity=min(cfg.perplexity, max_perplexity(n)),
         early_exaggeration=cfg.early_exaggeration,
         learning_rate="auto" if cfg.learning_rate == "auto" else float(cfg.learning_rate),
         **{iters: EXPLORATION_ITER + cfg.n_iter}, init="pca", method="barnes_hut", angle=0.5,

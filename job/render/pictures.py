@@ -40,10 +40,11 @@ def zoom_file(name: str) -> str:
 
 
 def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str = "",
-               ) -> dict[str, Any]:
+               near: pd.DataFrame | None = None) -> dict[str, Any]:
     """Draw the overview, the zooms and (if enabled) the page into ``folder``, then remove
     the pictures of an earlier render that this one did not make; returns what was drawn,
-    with seconds per part. ``model`` (its label) heads every title."""
+    with seconds per part. ``model`` (its label) heads every title; ``near``, the run's
+    neighbours table when this run made it (else the page reads ``neighbours.parquet``)."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     regions = zooms.resolve(table, cfg)
@@ -75,14 +76,8 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str 
         from job.render import page
 
         start = time.perf_counter()
-        near = None
-        if cfg.neighbours and (folder / NEIGHBOURS).is_file():
-            near = pd.read_parquet(folder / NEIGHBOURS)
-        elif cfg.neighbours:
-            log.warning("%s has no %s: the page lists no neighbours (`run` adds them)",
-                        folder, NEIGHBOURS)
-        facts["page_bytes"] = page.write(table, cfg, regions, folder / "map.html", near,
-                                         model)["bytes"]
+        facts["page_bytes"] = page.write(table, cfg, regions, folder / "map.html",
+                                         _page_neighbours(cfg, folder, near), model)["bytes"]
         seconds["page"] = time.perf_counter() - start
         files.append("map.html")
     if stale := remove_stale(folder, files):
@@ -91,6 +86,19 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str 
     log.info("rendered in %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     return {"color_by": cfg.color_by, "zooms": drawn, "files": files, "seconds": seconds,
             "skipped_zooms": zooms.skipped(table, cfg), **facts}
+
+
+def _page_neighbours(cfg: RenderConfig, folder: Path, near: pd.DataFrame | None,
+                     ) -> pd.DataFrame | None:
+    """The neighbours the page lists: ``near`` when given, else ``neighbours.parquet``."""
+    if not cfg.neighbours:
+        return None
+    if near is None and (folder / NEIGHBOURS).is_file():
+        return pd.read_parquet(folder / NEIGHBOURS)
+    if near is None:
+        log.warning("%s has no %s: the page lists no neighbours (`run` adds them)",
+                    folder, NEIGHBOURS)
+    return near
 
 
 def font_facts(texts: list[str]) -> dict[str, Any]:

@@ -171,7 +171,7 @@ def check_required(table: pd.DataFrame, cfg: RenderConfig) -> None:
             try:
                 find_anchor(table, z.anchor)
             except ZoomError as err:
-                raise ZoomError(f"render.zooms {z.name!r} is required, but its {err}") from None
+                raise ZoomError(f"render.zooms {z.name!r} is required, but its {err}") from err
 
 
 def resolve(table: pd.DataFrame, cfg: RenderConfig) -> list[Region]:

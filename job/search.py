@@ -1,5 +1,10 @@
-"""Which neighbour search a layout gets: exact float32 where it is cheap, int8 products where
-the exact search would dominate the job and this CPU multiplies int8 much faster.
+"""The neighbour search: which route a matrix gets (exact float32 where it is cheap, int8
+products where the exact search would dominate the job and this CPU multiplies int8 much
+faster, exact on the GPU), the kNN graph by that route, and the map-space search.
+
+Every search of the original space (the layout's graph, the quality score, the neighbours
+file, ``compare`` and its aligned layouts) goes through a :class:`Search` made by
+:func:`choose` from the config's ``layout.knn``.
 
 The exact search costs about N² · d multiply-adds (half of them, by symmetry). On the
 embedded default (30,522 × 384) that is a few seconds; on a 131,072 × 5,120 vocabulary it
@@ -15,6 +20,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from job.knn import knn
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +37,8 @@ INT8 = "int8"
 
 
 @dataclass(frozen=True)
-class Route:
-    """How the kNN graph is searched ("exact" or "int8"), and why."""
+class Search:
+    """How the kNN graph is searched (route "exact" or "int8"), and why."""
 
     name: str
     why: str
@@ -49,26 +57,31 @@ class Route:
         return {"name": self.name, "precision": self.precision, "why": self.why,
                 "exact": self.exact}
 
+    def graph(self, data: Any, k: int) -> tuple[Any, Any]:
+        """The ``k`` nearest other rows of every row of ``data`` by this route: indices and
+        distances (job.knn.knn), arrays of ``data``'s module."""
+        return knn(data, k, precision=self.precision)
 
-def choose(requested: str, n: int, d: int, on_gpu: bool) -> Route:
+
+def choose_search(requested: str, n: int, d: int, on_gpu: bool) -> Search:
     """The route for ``n`` rows of ``d`` dims: ``requested`` is ``layout.knn``
     ("auto", "exact" or "int8")."""
     cost = float(n) ** 2 * d
     if on_gpu:
         if requested == INT8:
             log.warning("layout.knn = 'int8' is a CPU route; the GPU search is exact")
-        return Route(EXACT, "GPU: the exact search takes seconds")
+        return Search(EXACT, "GPU: the exact search takes seconds")
     if requested == EXACT:
-        return Route(EXACT, "requested (layout.knn = 'exact')")
+        return Search(EXACT, "requested (layout.knn = 'exact')")
     if requested == INT8:
-        return Route(INT8, "requested (layout.knn = 'int8')")
+        return Search(INT8, "requested (layout.knn = 'int8')")
     if cost < EXACT_BELOW:
-        return Route(EXACT, f"N² · d = {cost:.1e} is below {EXACT_BELOW:.1e}")
+        return Search(EXACT, f"N² · d = {cost:.1e} is below {EXACT_BELOW:.1e}")
     speedup = int8_speedup(d)
     if speedup < MIN_SPEEDUP:
-        return Route(EXACT, f"N² · d = {cost:.1e}, but int8 products are only "
+        return Search(EXACT, f"N² · d = {cost:.1e}, but int8 products are only "
                      f"{speedup:.1f}x faster than float32 on this CPU")
-    return Route(INT8, f"N² · d = {cost:.1e} is above {EXACT_BELOW:.1e} and int8 "
+    return Search(INT8, f"N² · d = {cost:.1e} is above {EXACT_BELOW:.1e} and int8 "
                  f"products are {speedup:.1f}x faster than float32 on this CPU")
 
 
@@ -99,3 +112,4 @@ def _best(step: Callable[[], object], repeats: int) -> float:
         step()
         took.append(time.perf_counter() - start)
     return min(took)
+

@@ -29,7 +29,6 @@ from job.rundir import LAYOUT, NEIGHBOURS, atomic_write
 
 log = logging.getLogger(__name__)
 
-FILE = NEIGHBOURS
 BLOCK_BYTES = 64 * 2**20  # gathered neighbour rows per block when taking products
 
 
@@ -148,9 +147,9 @@ def read_meta(path: Path) -> dict[str, Any] | None:
 
 def read(folder: Path, k: int | None = None) -> pd.DataFrame:
     """The run directory's neighbours (the first ``k`` of each token when given)."""
-    path = Path(folder) / FILE
+    path = Path(folder) / NEIGHBOURS
     if not path.is_file():
-        raise NeighbourError(f"{folder} has no {FILE} (made by an older vocabmap); rerun "
+        raise NeighbourError(f"{folder} has no {NEIGHBOURS} (made by an older vocabmap); rerun "
                              "`python -m job run` with the run's config to add it")
     table = pd.read_parquet(path)
     return table if k is None else table[table["rank"] <= k].reset_index(drop=True)
