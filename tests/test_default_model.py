@@ -52,6 +52,10 @@ def test_embedded_default_end_to_end(runs: Path, default_config: Path,
                                      record_property: Record) -> None:
     proc = _job("run", str(default_config), "--out", str(runs))
     folder = Path(proc.stdout.strip().splitlines()[-1])
+    # a clean run logs no error and no warning (bokeh's E-1001 on a stale hatch_color once did)
+    noisy = [line for line in proc.stderr.splitlines()
+             if " ERROR " in line or " WARNING " in line or "Warning:" in line]
+    assert noisy == [], noisy
     table = pd.read_parquet(folder / "layout.parquet")
     assert len(table) == 30522
     assert table["token_id"].is_monotonic_increasing

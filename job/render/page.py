@@ -105,7 +105,7 @@ def _points_figure(table: pd.DataFrame, first: Colouring, title: str) -> tuple[A
     for glyph in (renderer.glyph, renderer.selection_glyph, renderer.nonselection_glyph,
                   renderer.muted_glyph, renderer.hover_glyph):
         if glyph is not None and glyph != "auto":
-            glyph.update(fill_color=colour, line_color=colour)
+            glyph.update(fill_color=colour, line_color=colour, hatch_color=colour)
     fig.output_backend = "webgl"
     fig.name = "map"
     # fill the window and keep map units square: data ranges that match the aspect
