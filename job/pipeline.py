@@ -110,7 +110,7 @@ def _select(emb: source.Embeddings, config: Config, stages: Stages,
     with stages.stage("undertrained"):
         scored = undertrained.add_columns(
             table, emb.matrix if input_matrix is None else input_matrix, emb.tokenizer)
-    with stages.stage("tokens"):
+    with stages.stage("select"):  # each stage is announced once
         vocabulary_table = table
         if occurrences is not None:
             table["occurrences"] = occurrences

@@ -124,8 +124,8 @@ def test_rerun_reuses_the_layout(finished_run: Path, fast_config: Path) -> None:
 def test_stage_lines_and_last_line(fast_config: Path) -> None:
     proc = run_cli("run", str(fast_config), "--out", str(fast_config.parent / "other"))
     assert proc.returncode == 0, proc.stderr
-    for stage in ("load", "tokens", "knn", "layout", "quality", "render"):
-        assert f"stage {stage}: " in proc.stderr
+    for stage in ("load", "tokens", "select", "knn", "layout", "quality", "render"):
+        assert proc.stderr.count(f"stage {stage}: ") == 1, stage  # each stage said once
     last = Path(proc.stdout.strip().splitlines()[-1])
     assert last.parent == fast_config.parent / "other" and (last / "manifest.json").is_file()
 
