@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from job.errors import VocabmapError
+from job.reduce import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def slurm_limit(env: dict[str, str] | None = None) -> Limit | None:
     if not (per_cpu.isdigit() and int(per_cpu) > 0):
         return None
     cpus_raw = env.get("SLURM_CPUS_ON_NODE", "").strip()
-    cpus = int(cpus_raw) if cpus_raw.isdigit() else len(os.sched_getaffinity(0))
+    cpus = int(cpus_raw) if cpus_raw.isdigit() else usable_cores()
     return Limit(float(per_cpu) * cpus, f"Slurm SLURM_MEM_PER_CPU={per_cpu} x {cpus} CPUs")
 
 
