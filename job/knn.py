@@ -375,3 +375,14 @@ def map_knn(points: Any, k: int, ids: Any | None = None) -> Any:
     own = idx == np.arange(len(pts))[:, None]
     own[~own.any(axis=1), -1] = True
     return idx[~own].reshape(len(pts), k)
+
+
+def shared_counts(a: Any, b: Any, chunk: int = 8192) -> Any:
+    """Per row, how many entries row ``i`` of ``a`` and row ``i`` of ``b`` have in common
+    (rows hold distinct entries); numpy or cupy, ``chunk`` rows at a time."""
+    xp = array_module(a)
+    out = xp.empty(a.shape[0], dtype=xp.int64)
+    for start in range(0, a.shape[0], chunk):
+        x, y = a[start:start + chunk], b[start:start + chunk]
+        out[start:start + chunk] = (x[:, :, None] == y[:, None, :]).any(axis=2).sum(axis=1)
+    return out

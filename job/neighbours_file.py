@@ -117,7 +117,7 @@ def frame(token_ids: np.ndarray, idx: np.ndarray, sim: np.ndarray, on_map: np.nd
     })
 
 
-def compute(X: Any, graph: tuple[Any, Any] | None, coords: np.ndarray,
+def build(X: Any, graph: tuple[Any, Any] | None, coords: np.ndarray,
             token_ids: np.ndarray, k: int, metric: str, exact: bool,
             ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The neighbours table and its metadata for one layout (see :func:`from_graph`)."""

@@ -99,7 +99,7 @@ def _ensure_neighbours(model: ModelConfig, config: Config, folder: Path, table: 
             X = l2_normalise(X, inplace=True)
         route = search.choose_search(config.layout.knn, X.shape[0], X.shape[1], False)
         graph = route.graph(X, min(3 * k, len(X) - 1)) if not route.exact else None
-        near, meta = neighbours_file.compute(X, graph, table[["x", "y"]].to_numpy(),
+        near, meta = neighbours_file.build(X, graph, table[["x", "y"]].to_numpy(),
                                              table["token_id"].to_numpy(), k, metric,
                                              route.exact)
         meta["source"] = f"searched again for a reused layout ({meta['source']})"

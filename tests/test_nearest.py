@@ -85,7 +85,7 @@ def test_file_columns_metadata_and_slicing(tmp_path: Path, matrix: np.ndarray) -
     X = l2_normalise(matrix.copy())
     ids = np.arange(1000, 1600)
     coords = np.random.default_rng(1).normal(size=(600, 2))
-    table, meta = neighbours_file.compute(X, knn(X, 30), coords, ids, 10, "cosine", True)
+    table, meta = neighbours_file.build(X, knn(X, 30), coords, ids, 10, "cosine", True)
     neighbours_file.write(tmp_path / rundir.NEIGHBOURS, table, meta)
     back = pd.read_parquet(tmp_path / rundir.NEIGHBOURS)
     assert list(back.columns) == ["token_id", "rank", "neighbour_id", "similarity",

@@ -18,6 +18,7 @@ from PIL import Image
 from job import neighbours_file
 from job.config import RenderConfig
 from job.render import page
+from job.render.box import Box
 from job.render.zooms import Region
 from tests import chromium
 
@@ -72,7 +73,7 @@ def synthetic_neighbours(table: pd.DataFrame, k: int = 10, seed: int | None = No
 @pytest.fixture(scope="module")
 def map_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("run")
-    region = Region("corner", 50, 70, 50, 70, how="box")
+    region = Region("corner", Box(50, 70, 50, 70), how="box")
     table = synthetic_table(5000)
     page.write(table, RenderConfig(), [region], folder / "map.html",
                synthetic_neighbours(table), "synthetic")

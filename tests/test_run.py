@@ -16,6 +16,7 @@ from transformers import AutoTokenizer
 from job import cli, runread
 from job import config as config_mod
 from job.render import raster
+from job.render.box import Box
 from job.render.zooms import Region
 from job.runread import Manifest
 
@@ -46,17 +47,17 @@ def assert_points_drawn(folder: Path) -> None:
     table = runread.layout(folder)
     x, y = table["x"].to_numpy(), table["y"].to_numpy()
     canvas = raster.full_canvas(table, cfg.width, cfg.height)
-    shift = (canvas.x1 - canvas.x0) / 4
+    shift = canvas.box.size[0] / 4
     assert inked_at(folder / "overview.png", canvas, x, y) > 0.95
     assert inked_at(folder / "overview.png", canvas, x + shift, y) < 0.5
     band = raster.title_band(cfg.font_size)
     for zoom in manifest.rendered["zooms"]:
         box = map(float, zoom["box"])  # an automatic zoom's box is float32, stored as text
-        region = Region(zoom["name"], *box, how=zoom["how"])
+        region = Region(zoom["name"], Box(*box), how=zoom["how"])
         canvas = raster.zoom_canvas(region, cfg.zoom_width, cfg.zoom_height - band)
-        inside = (x >= canvas.x0) & (x <= canvas.x1) & (y >= canvas.y0) & (y <= canvas.y1)
+        inside = canvas.box.contains(x, y)
         xs, ys = x[inside], y[inside]
-        shift = (canvas.x1 - canvas.x0) / 4
+        shift = canvas.box.size[0] / 4
         assert inked_at(folder / zoom["file"], canvas, xs, ys, band) > 0.95, zoom["name"]
         assert inked_at(folder / zoom["file"], canvas, xs + shift, ys, band) < 0.5, zoom["name"]
 

@@ -17,6 +17,7 @@ from job import source, tokens, undertrained
 from job.compare import pictures as compare_pictures
 from job.compare.runs import CompareError
 from job.config import ModelConfig, RenderConfig
+from job.render import labels as lab
 from job.render import raster
 from tests.builders import planted_bert, trained_like_matrix
 from tests.conftest import FAST_TOML
@@ -279,8 +280,8 @@ def test_colour_by_undertrained_draws_a_scale_and_a_colour_bar(
     canvas = raster.full_canvas(table, cfg.width, cfg.height)
     # the colour bar: its two ends have the scale's end colours
     # where the colour bar lands (drawn again on a scratch image)
-    bar = raster.colour_bar(ImageDraw.Draw(Image.new("RGB", (400, 400))), span,
-                            cfg.font_size, "t")
+    bar = lab.colour_bar(ImageDraw.Draw(Image.new("RGB", (400, 400))),
+                         raster.bar_colours(span), raster.bar_ends(span), cfg.font_size, "t")
     for px, value in ((bar[0], span[0]), (bar[2] - 1, span[1])):
         assert np.abs(img[(bar[1] + bar[3]) // 2, px] - raster.scale_colour(value, span)
                       ).max() <= 3
