@@ -23,17 +23,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from job.errors import VocabmapError
 from job.knn import array_module, knn, map_knn, squared_norms
-from job.rundir import LAYOUT, NEIGHBOURS, atomic_write
+from job.rundir import atomic_write
 
 log = logging.getLogger(__name__)
 
 BLOCK_BYTES = 64 * 2**20  # gathered neighbour rows per block when taking products
-
-
-class NeighbourError(VocabmapError, LookupError):
-    """A token that the run does not hold, or a run directory without neighbours."""
 
 
 def _host(a: Any) -> np.ndarray:
@@ -134,65 +129,3 @@ def write(path: Path, table: pd.DataFrame, meta: dict[str, Any]) -> Path:
     arrow = arrow.replace_schema_metadata(
         (arrow.schema.metadata or {}) | {b"vocabmap": json.dumps(meta).encode()})
     return atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
-
-
-def read_meta(path: Path) -> dict[str, Any] | None:
-    """The file's metadata, or None when there is no readable file."""
-    try:
-        raw = pq.read_schema(path).metadata or {}
-    except (OSError, pa.ArrowException):
-        return None
-    return json.loads(raw[b"vocabmap"]) if b"vocabmap" in raw else None
-
-
-def read(folder: Path, k: int | None = None) -> pd.DataFrame:
-    """The run directory's neighbours (the first ``k`` of each token when given)."""
-    path = Path(folder) / NEIGHBOURS
-    if not path.is_file():
-        raise NeighbourError(f"{folder} has no {NEIGHBOURS} (made by an older vocabmap); rerun "
-                             "`python -m job run` with the run's config to add it")
-    table = pd.read_parquet(path)
-    return table if k is None else table[table["rank"] <= k].reset_index(drop=True)
-
-
-def find_token(layout: pd.DataFrame, text: str) -> int:
-    """Row of ``layout`` whose display text is ``text``, else whose raw token is, else whose
-    token id is (a number); lowest token id first. Raises :class:`NeighbourError`."""
-    for column in ("display", "token"):
-        hits = np.flatnonzero(layout[column].astype(str).to_numpy() == text)
-        if len(hits):
-            return int(hits[0])
-    if text.strip().isdigit():
-        hits = np.flatnonzero(layout["token_id"].to_numpy() == int(text))
-        if len(hits):
-            return int(hits[0])
-    raise NeighbourError(f"no token {text!r} in this run (matched on display text, raw token "
-                         f"and token id); {_hint(layout, text)}")
-
-
-def _hint(layout: pd.DataFrame, text: str) -> str:
-    """Tokens close to ``text``: same letters in another case, else those that start with
-    it, else the longest that it starts with."""
-    texts = layout["display"].astype(str).drop_duplicates()
-    folded, want = texts.str.casefold(), text.casefold()
-    for hits in (texts[folded == want], texts[folded.str.startswith(want)]):
-        if len(hits):
-            return "did you mean: " + ", ".join(hits.head(5))
-    heads = texts[[want.startswith(t) and len(t) > 0 for t in folded]]
-    if len(heads):
-        return "did you mean: " + ", ".join(heads.loc[heads.str.len().sort_values(
-            ascending=False).index].head(5))
-    return "it may be outside the run's token selection, or not in the model's vocabulary"
-
-
-def listing(folder: Path, text: str, k: int | None = None) -> pd.DataFrame:
-    """The neighbours of the token ``text`` with their texts: rank, neighbour_id, display,
-    similarity, map_neighbour."""
-    layout = pd.read_parquet(Path(folder) / LAYOUT,
-                             columns=["token_id", "token", "display"])
-    row = find_token(layout, text)
-    table = read(folder, k)
-    mine = table[table["token_id"] == layout["token_id"].iloc[row]]
-    texts = layout.set_index("token_id")["display"]
-    return mine.assign(display=texts.loc[mine["neighbour_id"]].to_numpy())[
-        ["rank", "neighbour_id", "display", "similarity", "map_neighbour"]]

@@ -17,6 +17,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from job import cli, contextual
 from job.config import ContextualConfig
+from job.runread import Manifest
 
 TEXTS = [
     "the king and the queen walk to the river",
@@ -161,15 +162,17 @@ def test_job_maps_contextual_vectors_with_min_count(bert_dir: Path, tmp_path: Pa
     assert (table["occurrences"] >= 4).all()
     assert table.set_index("token_id").loc[kept, "occurrences"].tolist() == [counts[i]
                                                                             for i in kept]
-    facts = json.loads((folder / "manifest.json").read_text())["contextual"]
-    assert facts["kept"] == len(kept)
-    assert facts["left_out_below_min_count"] == sum(1 for c in counts.values() if c < 4)
-    assert facts["never_seen"] == len(tokenizer) - len(counts)
-    assert facts["texts"] == len(TEXTS) and facts["tokens_per_second"] > 0
+    manifest = Manifest.read(folder)
+    assert manifest.value("contextual", "kept") == len(kept)
+    assert manifest.value("contextual", "left_out_below_min_count") == sum(
+        1 for c in counts.values() if c < 4)
+    assert manifest.value("contextual", "never_seen") == len(tokenizer) - len(counts)
+    assert manifest.value("contextual", "texts") == len(TEXTS)
+    assert manifest.value("contextual", "tokens_per_second") > 0
     # the under-trained score reads the input embeddings the contextual vectors replaced,
     # over the whole vocabulary (job/undertrained.py)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["undertrained"]["matrix"] == "input"
+    manifest = Manifest.read(folder)
+    assert manifest.value("undertrained", "matrix") == "input"
     from job import source, tokens, undertrained
     from job.config import ModelConfig
 

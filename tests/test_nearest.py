@@ -12,9 +12,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from job import cli, neighbours_file, rundir
+from job import cli, neighbours_file, rundir, runread
 from job import config as config_mod
 from job.knn import knn, l2_normalise
+from job.runread import Manifest
 from tests.numeric import Record, seed
 
 
@@ -97,10 +98,10 @@ def test_file_columns_metadata_and_slicing(tmp_path: Path, matrix: np.ndarray) -
     assert (back.groupby("token_id")["similarity"].diff().dropna() <= 1e-6).all()
     stored = json.loads(pq.read_schema(tmp_path / rundir.NEIGHBOURS).metadata[b"vocabmap"])
     assert stored["k"] == 10 and stored["metric"] == "cosine" and stored["exact"] is True
-    assert neighbours_file.read_meta(tmp_path / rundir.NEIGHBOURS) == stored
-    assert neighbours_file.read(tmp_path, 3)["rank"].max() == 3
-    with pytest.raises(neighbours_file.NeighbourError, match="rerun `python -m job run`"):
-        neighbours_file.read(tmp_path / "nowhere")
+    assert runread.neighbours_meta(tmp_path) == stored
+    assert runread.neighbours(tmp_path, 3)["rank"].max() == 3
+    with pytest.raises(runread.NeighbourError, match="rerun `python -m job run`"):
+        runread.neighbours(tmp_path / "nowhere")
 
 
 @pytest.fixture
@@ -157,8 +158,9 @@ def test_run_writes_neighbours_and_a_rerun_restores_them(
     assert cli.main(["run", str(fast_config)]) == 0
     folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
     first = pd.read_parquet(folder / rundir.NEIGHBOURS)
-    manifest = json.loads((folder / rundir.MANIFEST).read_text())
-    assert manifest["neighbours"]["k"] == 10 and manifest["neighbours"]["file"] == rundir.NEIGHBOURS
+    manifest = Manifest.read(folder)
+    assert manifest.value("neighbours", "k") == 10
+    assert manifest.value("neighbours", "file") == rundir.NEIGHBOURS
     layout = pd.read_parquet(folder / rundir.LAYOUT)
     # against brute force over the model's own matrix (cosine: the default metric)
     from job import source
@@ -194,7 +196,7 @@ def test_sklearn_backend_gets_an_exact_search(fast_config: Path, capsys: pytest.
     fast_config.write_text(text)
     assert cli.main(["run", str(fast_config)]) == 0
     folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    meta = neighbours_file.read_meta(folder / rundir.NEIGHBOURS)
+    meta = runread.neighbours_meta(folder)
     assert meta["exact"] is True and meta["source"].startswith("exact search")
     assert len(pd.read_parquet(folder / rundir.NEIGHBOURS)) == 10 * len(
         pd.read_parquet(folder / rundir.LAYOUT))

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from job import neighbours_file
+from job import lookup, neighbours_file, runread
 from job.config import RenderConfig
 from job.render import page
 from job.render.box import Box
@@ -333,9 +333,9 @@ def test_default_map_lists_true_neighbours(default_run: Path, token: str) -> Non
     from job.knn import l2_normalise
 
     layout = pd.read_parquet(default_run / "layout.parquet")
-    row = neighbours_file.find_token(layout, token)
+    row = lookup.find_token(layout, token)
     tid = int(layout["token_id"].iloc[row])
-    stored = neighbours_file.read(default_run)
+    stored = runread.neighbours(default_run)
     stored = stored[stored["token_id"] == tid]
     cfg = config_mod.load(Path(__file__).resolve().parent.parent / "configs/default.toml")
     X = l2_normalise(source.load(cfg.models[0]).matrix[layout["token_id"].to_numpy()])

@@ -4,7 +4,6 @@ automatic zoom picks, and `render` re-drawing a finished run without recomputing
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from job.render import labels as lab
 from job.render import pictures, raster, zooms
 from job.render.box import Box
 from job.render.zooms import Region
+from job.runread import Manifest
 from tests import numeric
 from tests.numeric import Record
 
@@ -190,8 +190,8 @@ def test_render_redraws_a_finished_run_without_recomputing(fast_config: Path,
     after = Image.open(folder / "overview.png")
     assert after.size == (300, 300) and before.shape[:2] != (300, 300)
     assert (folder / pictures.zoom_file("corner")).is_file()
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["rendered"]["color_by"] == "script"
+    manifest = Manifest.read(folder)
+    assert manifest.value("rendered", "color_by") == "script"
     assert cli.main(["render", str(folder), "--color-by", "nope"]) == 2
     assert "vocabmap: error: render.color_by = 'nope'" in capsys.readouterr().err
 

@@ -163,6 +163,16 @@ def up_to_date(folder: Path, stored: dict[str, Any], state: dict[str, str]) -> b
                for name, size in stored["files"].items())
 
 
+def render_recorded(table: pd.DataFrame, cfg: RenderConfig, folder: Path,
+                    state: dict[str, Any], model: str = "", near: pd.DataFrame | None = None,
+                    ) -> dict[str, Any]:
+    """:func:`render_all`, and what the manifest records of it: ``rendered`` and
+    ``render_state`` (``state``, from :func:`render_state`, with each picture's size)."""
+    drawn = render_all(table, cfg, folder, model=model, near=near)
+    return {"rendered": drawn,
+            "render_state": state | {"files": file_sizes(folder, drawn["files"])}}
+
+
 def file_sizes(folder: Path, files: list[str]) -> dict[str, int]:
     """Each picture's size in bytes, for ``up_to_date`` to check later."""
     return {name: (folder / name).stat().st_size for name in files}
