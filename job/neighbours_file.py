@@ -23,31 +23,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from job.knn import array_module, knn, map_knn, squared_norms
+from job.gpu import to_host
+from job.knn import array_module, knn, map_knn, pair_products, squared_norms
 from job.rundir import atomic_write
 
 log = logging.getLogger(__name__)
-
-BLOCK_BYTES = 64 * 2**20  # gathered neighbour rows per block when taking products
-
-
-def _host(a: Any) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
-
-
-def _pair_products(X: Any, idx: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Dot products and squared norms of each row of ``X`` with its rows ``idx[i]``, in
-    float32, block by block (no (n, k, d) array is held)."""
-    xp = array_module(X)
-    n, k = idx.shape
-    dots = xp.empty((n, k), dtype=xp.float32)
-    sq = squared_norms(X).astype(xp.float32)
-    block = max(1, BLOCK_BYTES // max(1, 4 * k * X.shape[1]))
-    for start in range(0, n, block):
-        rows = X[start:start + block]
-        dots[start:start + block] = xp.einsum("nd,nkd->nk", rows, X[idx[start:start + block]])
-    return _host(dots), _host(sq)
-
 
 def from_graph(X: Any, graph: tuple[Any, Any] | None, k: int, metric: str, exact: bool,
                ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -65,7 +45,7 @@ def from_graph(X: Any, graph: tuple[Any, Any] | None, k: int, metric: str, exact
     xp = array_module(X)
     n = X.shape[0]
     k = min(k, n - 1)
-    zeros = int((_host(squared_norms(X)) == 0).sum())
+    zeros = int((to_host(squared_norms(X)) == 0).sum())
     if graph is None or graph[0].shape[1] < k:
         graph = knn(X, min(k + zeros, n - 1))
         how = {"source": "exact search (the layout had no kNN graph of k columns)",
@@ -77,8 +57,8 @@ def from_graph(X: Any, graph: tuple[Any, Any] | None, k: int, metric: str, exact
     # int8 products only swap near-ties, so the true k nearest are among the first 2k
     width = min(graph[0].shape[1], (2 * k if not exact else k) + zeros)
     idx = graph[0][:, :width]
-    dots, sq = _pair_products(X, xp.asarray(idx))
-    idx = _host(idx)
+    dots, sq = pair_products(X, xp.asarray(idx))
+    dots, sq, idx = to_host(dots), to_host(sq), to_host(idx)
     norms = np.sqrt(sq)
     cos = np.clip(dots / np.maximum(norms[:, None] * norms[idx], 1e-12), -1, 1)
     if width > k or not exact:  # rank the candidates by the metric, in float32
