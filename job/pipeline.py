@@ -262,6 +262,7 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
                                          emb.matrix.shape[0])
         emb.matrix, counts = vectors.means(), vectors.counts
         ctx = contextual.facts(vectors, config.contextual)
+        del vectors  # its float64 sums: as large as the matrix, twice over
     table, facts, near, ranked = layout_model(emb, config, stages, counts, input_matrix)
     del input_matrix
     if ctx:

@@ -203,7 +203,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path) -> tuple[
 def assert_grid_draws(path: Path, folders: tuple[Path, ...], record_property: Record) -> None:
     """Each panel of the grid shows its map's points (turned onto the first map) where the
     panels' shared canvas puts them, and not a quarter of the panel to the right. Measured
-    (seed sets 0-2): 1.0 of the points inked in both panels, 0.02-0.05 when shifted."""
+    (seed sets 0-2): 1.0 of the points inked in each panel, 0.0-0.007 when shifted."""
     loaded = [runs.load(folder) for folder in folders]
     maps = [run.table.copy() for run in loaded]
     core.onto_first(maps, loaded)

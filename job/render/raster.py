@@ -7,6 +7,7 @@ so an aggregate can be recoloured without re-binning and tests can check its cou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,7 @@ class Canvas:
         py = (b.y1 - y) / (b.y1 - b.y0) * self.height
         return px, py
 
-    def datashader(self):
+    def datashader(self) -> Any:
         """The ``datashader.Canvas`` of the same ranges and size."""
         import datashader as ds
 
