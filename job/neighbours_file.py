@@ -93,8 +93,8 @@ def frame(token_ids: np.ndarray, idx: np.ndarray, sim: np.ndarray, on_map: np.nd
 
 
 def build(X: Any, graph: tuple[Any, Any] | None, coords: np.ndarray,
-            token_ids: np.ndarray, k: int, metric: str, exact: bool,
-            ) -> tuple[pd.DataFrame, dict[str, Any]]:
+          token_ids: np.ndarray, k: int, metric: str, exact: bool,
+          ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The neighbours table and its metadata for one layout (see :func:`from_graph`)."""
     idx, sim, how = from_graph(X, graph, k, metric, exact)
     table = frame(token_ids, idx, sim, map_neighbours(np.asarray(coords), idx))

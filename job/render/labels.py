@@ -1,5 +1,6 @@
-"""Token labels: a chain of shipped fonts that covers the living scripts, shaped text, and
-placement without overlaps.
+"""Text on the pictures: a chain of shipped fonts that covers the living scripts, shaped
+text, token labels placed without overlaps, and the boxed legend, colour bar and region
+names.
 
 Every font comes from a pip package, so labels render the same on a cluster node with no
 fonts installed and no network (README, "Pictures"). Tried in this order, per character
@@ -177,9 +178,10 @@ def clusters(text: str) -> list[str]:
 
 
 def _face_for(need: set[int], current: int | None) -> int:
-    """For a cluster that needs the code points ``need``: the font of the run before when it
-    has them all, else the first that has; where none has them all, the font of the first
-    (the main font if none)."""
+    """The font of a cluster that needs the code points ``need``: the run's font
+    (``current``) when it has them all, else the first font that has them all; where none
+    has them all, the first that has any; where none has any, the run's (the main font at
+    the start)."""
     if current is not None and need <= _coverage(current):
         return current
     known = [w for w in (_owners().get(cp) for cp in need) if w is not None]
