@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy.spatial import procrustes as scipy_procrustes
 
-from job import cli, pipeline
+from job import cli, pipeline, runread
 from job.compare import agreement, core, metrics, pictures, runs
 from job.compare.runs import token_keys
 from job.config import load
@@ -191,7 +191,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path) -> tuple[
     first = pipeline.run_model(cfg.models[0], cfg)
     second = first.parent / "tiny-bert-again-0123456789ab"
     shutil.copytree(first, second)
-    table = pd.read_parquet(second / "layout.parquet")
+    table = runread.layout(second)
     xy = table[["x", "y"]].to_numpy()
     rot = np.array([[0.0, -1.0], [1.0, 0.0]])
     noise = np.random.default_rng(seed(0)).normal(scale=0.15 * xy.std(), size=xy.shape)
@@ -239,7 +239,7 @@ def test_compare_same_model_two_layouts(two_runs: tuple[Path, ...], tmp_path: Pa
     assert [r["label"] for r in result["runs"]] == ["tiny-bert", "tiny-bert-again"]
     assert result["failed"][0]["run_dir"] == str(broken)
     (pair,) = result["pairs"]
-    table = pd.read_parquet(two_runs[0] / "layout.parquet")
+    table = runread.layout(two_runs[0])
     matchable = (~table["category"].astype(str).isin(["special", "byte"])).sum()
     assert pair["shared"] == matchable and pair["share_a"] == 1.0
     # same vectors: identical neighbours in the original space, calibrated to 1; the two maps

@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from job import cli, contextual
+from job import cli, contextual, runread
 from job.config import ContextualConfig
 from job.runread import Manifest
 
@@ -154,7 +154,7 @@ def test_job_maps_contextual_vectors_with_min_count(bert_dir: Path, tmp_path: Pa
     assert cli.main(["run", str(config)]) == 0
     folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert folder.name.startswith("tiny-bert-contextual-")
-    table = pd.read_parquet(folder / "layout.parquet")
+    table = runread.layout(folder)
     tokenizer = AutoTokenizer.from_pretrained(bert_dir)
     counts = Counter(i for t in TEXTS for i in tokenizer(t)["input_ids"])
     kept = sorted(i for i, c in counts.items() if c >= 4)
@@ -226,12 +226,11 @@ def test_compare_static_against_contextual(bert_dir: Path, tmp_path: Path,
     assert cli.main(["run", str(config)]) == 0
     static, ctx = (Path(p) for p in capsys.readouterr().out.strip().splitlines()[-2:])
     stored = np.load(ctx / "vectors.npy")
-    assert stored.dtype == np.float16 and stored.shape == (len(pd.read_parquet(
-        ctx / "layout.parquet")), 32)
+    assert stored.dtype == np.float16 and stored.shape == (len(runread.layout(ctx)), 32)
     result = compare([static, ctx], out=tmp_path / "cmp", cfg=CompareConfig(anchors=("king",)))
     assert result["matched_by"] == "token_id"
     pair = result["pairs"][0]
-    mapped = pd.read_parquet(ctx / "layout.parquet")
+    mapped = runread.layout(ctx)
     # every contextual token is in the input map too; specials are never matched
     assert pair["shared"] == int((mapped["category"] != "special").sum()) > 10
     assert pair["original"] is not None and 0 <= pair["original"][0]["observed"] <= 1

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from job import runread
 from job.runread import Manifest
 from tests import numeric
 from tests.numeric import Record
@@ -57,7 +58,7 @@ def test_embedded_default_end_to_end(runs: Path, default_config: Path,
     noisy = [line for line in proc.stderr.splitlines()
              if " ERROR " in line or " WARNING " in line or "Warning:" in line]
     assert noisy == [], noisy
-    table = pd.read_parquet(folder / "layout.parquet")
+    table = runread.layout(folder)
     assert len(table) == 30522
     assert table["token_id"].is_monotonic_increasing
     manifest = Manifest.read(folder)

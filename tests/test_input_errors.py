@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from job import cli, source
+from job import cli, runread, source
 from job.config import ModelConfig
 from job.runread import Manifest
 from tests.conftest import FAST_TOML
@@ -176,7 +175,7 @@ def test_duplicated_vocab_line_keeps_every_id_and_text(bert_dir: Path, tmp_path:
     proc = run_cli("run", str(config(tmp_path, folder)))
     assert proc.returncode == 0, proc.stderr
     run, manifest = manifest_of(proc.stdout)
-    table = pd.read_parquet(run / "layout.parquet").set_index("token_id")
+    table = runread.layout(run).set_index("token_id")
     assert len(table) == len(lines)
     for i in (the, dup):
         assert table.loc[i, ["token", "display", "category"]].tolist() == ["the", "the", "word"]

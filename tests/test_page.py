@@ -332,7 +332,7 @@ def test_default_map_lists_true_neighbours(default_run: Path, token: str) -> Non
     from job import source
     from job.knn import l2_normalise
 
-    layout = pd.read_parquet(default_run / "layout.parquet")
+    layout = runread.layout(default_run)
     row = lookup.find_token(layout, token)
     tid = int(layout["token_id"].iloc[row])
     stored = runread.neighbours(default_run)

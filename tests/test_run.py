@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
@@ -40,7 +39,7 @@ def assert_points_drawn(folder: Path) -> None:
     assert inked_at(overview, canvas, x, y) > 0.95
     assert inked_at(overview, canvas, x + shift, y) < 0.5
     band = raster.title_band(cfg.font_size)
-    for zoom in manifest.rendered["zooms"]:
+    for zoom in manifest.value("rendered", "zooms"):
         box = map(float, zoom["box"])  # an automatic zoom's box is float32, stored as text
         region = Region(zoom["name"], Box(*box), how=zoom["how"])
         canvas = raster.zoom_canvas(region, cfg.zoom_width, cfg.zoom_height - band)
@@ -61,7 +60,7 @@ def finished_run(fast_config: Path) -> Path:
 
 def test_run_writes_a_complete_run_directory(finished_run: Path, bert_dir: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(bert_dir)
-    table = pd.read_parquet(finished_run / "layout.parquet")
+    table = runread.layout(finished_run)
     assert len(table) == len(tokenizer)  # one row per vocabulary entry
     assert list(table.columns[:5]) == ["token_id", "token", "display", "word_start", "category"]
     assert table["token_id"].tolist() == list(range(len(tokenizer)))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from job import select, source, tokens
+from job import runread, select, source, tokens
 from job.config import ConfigError, ModelConfig, TokensConfig
 from job.runread import Manifest
 from tests.conftest import FAST_TOML
@@ -99,7 +99,7 @@ def test_gpt2_job_end_to_end_with_a_selection(gpt2_dir: Path, tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = Path(proc.stdout.strip().splitlines()[-1])
     manifest = Manifest.read(run)
-    layout = pd.read_parquet(run / "layout.parquet")
+    layout = runread.layout(run)
     assert manifest.model.family == "bytelevel"
     assert (manifest.value("model", "read_by"), manifest.value("model", "tensor")) == (
         "safetensors", "transformer.wte.weight")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from job import source, tokens, undertrained
+from job import runread, source, tokens, undertrained
 from job.compare import pictures as compare_pictures
 from job.compare.runs import CompareError
 from job.config import ModelConfig, RenderConfig
@@ -209,7 +209,7 @@ def planted_run(planted: tuple[Path, list[int]], tmp_path_factory: pytest.TempPa
 @pytest.mark.numeric
 def test_run_writes_the_columns_the_ranked_list_and_the_zoom(
         planted_run: Path, planted: tuple[Path, list[int]], record_property: Record) -> None:
-    table = pd.read_parquet(planted_run / "layout.parquet")
+    table = runread.layout(planted_run)
     assert table[undertrained.COLUMN].dtype == np.float32
     assert str(table[undertrained.ROUNDTRIP].dtype) == "boolean"
     manifest = Manifest.read(planted_run)
@@ -255,7 +255,7 @@ def test_the_ranked_list_covers_the_whole_vocabulary_beside_a_selection(
     proc = _run("run", str(config))
     assert proc.returncode == 0, proc.stderr
     folder = Path(proc.stdout.strip().splitlines()[-1])
-    table = pd.read_parquet(folder / "layout.parquet")
+    table = runread.layout(folder)
     assert len(table) == 200 and table["token_id"].min() == 566 - 200
     ranked = pd.read_csv(folder / "undertrained.csv")
     unused = ranked[ranked["category"] == "unused"]
@@ -273,7 +273,7 @@ def test_colour_by_undertrained_draws_a_scale_and_a_colour_bar(
         planted_run: Path, record_property: Record) -> None:
     proc = _run("render", str(planted_run), "--color-by", "undertrained")
     assert proc.returncode == 0, proc.stderr
-    table = pd.read_parquet(planted_run / "layout.parquet")
+    table = runread.layout(planted_run)
     cfg = RenderConfig(color_by="undertrained", width=400, height=400)
     img = np.asarray(Image.open(planted_run / "overview.png").convert("RGB")).astype(int)
     span = raster.colour_span(table["undertrained"].to_numpy())
@@ -311,7 +311,7 @@ def test_a_stored_layout_without_the_score_gets_it_added(
     first = _run("run", str(config))
     assert first.returncode == 0, first.stderr
     folder = Path(first.stdout.strip().splitlines()[-1])
-    table = pd.read_parquet(folder / "layout.parquet")
+    table = runread.layout(folder)
     old = table.drop(columns=[undertrained.COLUMN, undertrained.ROUNDTRIP])
     old.to_parquet(folder / "layout.parquet")  # as an earlier version wrote it
     (folder / "undertrained.csv").unlink()
@@ -319,7 +319,7 @@ def test_a_stored_layout_without_the_score_gets_it_added(
     assert again.returncode == 0, again.stderr
     assert "has no under-trained score" in again.stderr
     assert "reusing the finished layout" in again.stderr
-    new = pd.read_parquet(folder / "layout.parquet")
+    new = runread.layout(folder)
     np.testing.assert_array_equal(new[["x", "y"]].to_numpy(), table[["x", "y"]].to_numpy())
     np.testing.assert_allclose(new[undertrained.COLUMN], table[undertrained.COLUMN], atol=1e-6)
     manifest = Manifest.read(folder)
