@@ -84,15 +84,6 @@ class Record:
             node = node[key]
         return node
 
-    def has(self, *keys: str) -> bool:
-        """Whether there is a value under ``keys`` (for entries only some runs record)."""
-        node: Any = self.data
-        for key in keys:
-            if not isinstance(node, dict) or key not in node:
-                return False
-            node = node[key]
-        return True
-
     @functools.cached_property
     def model(self) -> ModelFacts:
         """What the file says of the model (its ``model`` table)."""
