@@ -42,6 +42,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from job import tokens  # noqa: E402
 from job.config import RenderConfig  # noqa: E402
 from job.render import labels, raster  # noqa: E402
+from job.render.box import Box  # noqa: E402
 from job.render.zooms import Region  # noqa: E402
 from job.text import is_default_ignorable  # noqa: E402
 
@@ -145,7 +146,7 @@ def timed_zoom(module: Any, texts: list[str]) -> float:
     raster.lab = module
     try:
         start = time.perf_counter()
-        raster.zoom(table, Region("bench", -1, 1, -1, 1, how="box"), cfg)
+        raster.zoom(table, Region("bench", Box(-1, 1, -1, 1), how="box"), cfg)
         return time.perf_counter() - start
     finally:
         raster.lab = labels

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from job import config as config_mod
-from job.errors import VocabmapError
+from job.errors import VocabmapError, file_error
 
 DESCRIPTION = "Map the whole token-embedding matrix of transformer models with t-SNE."
 EPILOG = """commands:
@@ -29,14 +29,6 @@ EPILOG = """commands:
   vocabmap neighbours RUN_DIR TOKEN   a token's nearest neighbours in the model's space
 
 `vocabmap COMMAND --help` describes a command's options; `python -m job` works the same."""
-
-
-def _os_message(err: OSError) -> str:
-    """One line for an error of the file system or the environment (disk full, permission)."""
-    what = err.strerror or type(err).__name__
-    where = f": {err.filename}" if err.filename else ""
-    return (f"{what}{where}; check that the path exists and is writable and that its disk "
-            "has free space")
 
 
 def _fail(message: str, debug: bool) -> int:
@@ -184,13 +176,9 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
     """Print a token's original-space neighbours from the run's ``neighbours.parquet``: one
     line each with rank, cosine similarity, whether it is also a map neighbour, token id and
     display text (tab-separated)."""
-    from job import neighbours_file, rundir
+    from job import lookup
 
-    folder = Path(args.run_dir)
-    if not (folder / rundir.LAYOUT).is_file():
-        raise neighbours_file.NeighbourError(f"{folder} has no {rundir.LAYOUT}; give a run "
-                                             "directory made by `python -m job run`")
-    rows = neighbours_file.listing(folder, args.token, args.k)
+    rows = lookup.listing(Path(args.run_dir), args.token, args.k)
     print("rank\tsimilarity\ton_map\ttoken_id\ttoken")
     for r in rows.itertuples():
         print(f"{r.rank}\t{r.similarity:.4f}\t{'yes' if r.map_neighbour else 'no'}\t"
@@ -290,4 +278,4 @@ def main(argv: list[str] | None = None) -> int:
     except VocabmapError as err:
         return _fail(str(err), args.debug)
     except OSError as err:  # the environment: a full disk, a folder that cannot be written
-        return _fail(_os_message(err), args.debug)
+        return _fail(str(file_error(err, err.filename or "a file-system call")), args.debug)

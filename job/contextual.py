@@ -185,3 +185,20 @@ def compute(folder: str, tokenizer: Any, cfg: ContextualConfig, vocab_size: int,
     model = load_model(folder, device)
     texts = iter_texts(cfg.corpus, cfg.column, cfg.max_texts)
     return accumulate(model, tokenizer, texts, cfg, vocab_size, device)
+
+
+def facts(vectors: ContextualVectors, cfg: ContextualConfig) -> dict[str, Any]:
+    """The manifest's ``contextual``: the corpus pass and how many tokens it kept."""
+    seen = vectors.counts > 0
+    kept = vectors.counts >= cfg.min_count
+    found = {"corpus": list(cfg.corpus), "layer": cfg.layer, "min_count": cfg.min_count,
+             "texts": vectors.texts, "tokens": vectors.tokens, "device": vectors.device,
+             "seconds": vectors.seconds,
+             "tokens_per_second": round(vectors.tokens / max(vectors.seconds, 1e-9), 1),
+             "vocabulary_seen": int(seen.sum()), "kept": int(kept.sum()),
+             "left_out_below_min_count": int((seen & ~kept).sum()),
+             "never_seen": int((~seen).sum())}
+    log.info("contextual: %d vocabulary tokens seen, %d kept (>= %d occurrences), %d below, "
+             "%d never seen", found["vocabulary_seen"], found["kept"], cfg.min_count,
+             found["left_out_below_min_count"], found["never_seen"])
+    return found

@@ -30,6 +30,7 @@ import numpy as np
 # Bytes a float32 distance tile may take: 4096² on the CPU (measured faster than 8192² on
 # 2 cores, cache-friendlier), 8192² on a GPU (fewer kernel launches).
 TILE_BYTES = {"numpy": 64 * 2**20, "cupy": 256 * 2**20}
+PAIR_BLOCK_BYTES = 64 * 2**20  # gathered neighbour rows per block in pair_products
 
 
 def array_module(x: Any) -> Any:
@@ -375,3 +376,29 @@ def map_knn(points: Any, k: int, ids: Any | None = None) -> Any:
     own = idx == np.arange(len(pts))[:, None]
     own[~own.any(axis=1), -1] = True
     return idx[~own].reshape(len(pts), k)
+
+
+def shared_counts(a: Any, b: Any, chunk: int = 8192) -> Any:
+    """Per row, how many entries row ``i`` of ``a`` and row ``i`` of ``b`` have in common
+    (rows hold distinct entries); numpy or cupy, ``chunk`` rows at a time."""
+    xp = array_module(a)
+    out = xp.empty(a.shape[0], dtype=xp.int64)
+    for start in range(0, a.shape[0], chunk):
+        x, y = a[start:start + chunk], b[start:start + chunk]
+        out[start:start + chunk] = (x[:, :, None] == y[:, None, :]).any(axis=2).sum(axis=1)
+    return out
+
+
+def pair_products(X: Any, idx: Any) -> tuple[Any, Any]:
+    """Dot products of each row of ``X`` with its rows ``idx[i]`` (n, k), and each row's
+    squared norm, in float32 and ``X``'s module, block by block (no (n, k, d) array is
+    held)."""
+    xp = array_module(X)
+    n, k = idx.shape
+    dots = xp.empty((n, k), dtype=xp.float32)
+    sq = squared_norms(X).astype(xp.float32)
+    block = max(1, PAIR_BLOCK_BYTES // max(1, 4 * k * X.shape[1]))
+    for start in range(0, n, block):
+        rows = X[start:start + block]
+        dots[start:start + block] = xp.einsum("nd,nkd->nk", rows, X[idx[start:start + block]])
+    return dots, sq

@@ -23,36 +23,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from job.errors import VocabmapError
-from job.knn import array_module, knn, map_knn, squared_norms
-from job.rundir import LAYOUT, NEIGHBOURS, atomic_write
+from job.gpu import to_host
+from job.knn import array_module, knn, map_knn, pair_products, squared_norms
+from job.rundir import atomic_write
 
 log = logging.getLogger(__name__)
-
-BLOCK_BYTES = 64 * 2**20  # gathered neighbour rows per block when taking products
-
-
-class NeighbourError(VocabmapError, LookupError):
-    """A token that the run does not hold, or a run directory without neighbours."""
-
-
-def _host(a: Any) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
-
-
-def _pair_products(X: Any, idx: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Dot products and squared norms of each row of ``X`` with its rows ``idx[i]``, in
-    float32, block by block (no (n, k, d) array is held)."""
-    xp = array_module(X)
-    n, k = idx.shape
-    dots = xp.empty((n, k), dtype=xp.float32)
-    sq = squared_norms(X).astype(xp.float32)
-    block = max(1, BLOCK_BYTES // max(1, 4 * k * X.shape[1]))
-    for start in range(0, n, block):
-        rows = X[start:start + block]
-        dots[start:start + block] = xp.einsum("nd,nkd->nk", rows, X[idx[start:start + block]])
-    return _host(dots), _host(sq)
-
 
 def from_graph(X: Any, graph: tuple[Any, Any] | None, k: int, metric: str, exact: bool,
                ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -70,7 +45,7 @@ def from_graph(X: Any, graph: tuple[Any, Any] | None, k: int, metric: str, exact
     xp = array_module(X)
     n = X.shape[0]
     k = min(k, n - 1)
-    zeros = int((_host(squared_norms(X)) == 0).sum())
+    zeros = int((to_host(squared_norms(X)) == 0).sum())
     if graph is None or graph[0].shape[1] < k:
         graph = knn(X, min(k + zeros, n - 1))
         how = {"source": "exact search (the layout had no kNN graph of k columns)",
@@ -82,8 +57,8 @@ def from_graph(X: Any, graph: tuple[Any, Any] | None, k: int, metric: str, exact
     # int8 products only swap near-ties, so the true k nearest are among the first 2k
     width = min(graph[0].shape[1], (2 * k if not exact else k) + zeros)
     idx = graph[0][:, :width]
-    dots, sq = _pair_products(X, xp.asarray(idx))
-    idx = _host(idx)
+    dots, sq = pair_products(X, xp.asarray(idx))
+    dots, sq, idx = to_host(dots), to_host(sq), to_host(idx)
     norms = np.sqrt(sq)
     cos = np.clip(dots / np.maximum(norms[:, None] * norms[idx], 1e-12), -1, 1)
     if width > k or not exact:  # rank the candidates by the metric, in float32
@@ -117,9 +92,9 @@ def frame(token_ids: np.ndarray, idx: np.ndarray, sim: np.ndarray, on_map: np.nd
     })
 
 
-def compute(X: Any, graph: tuple[Any, Any] | None, coords: np.ndarray,
-            token_ids: np.ndarray, k: int, metric: str, exact: bool,
-            ) -> tuple[pd.DataFrame, dict[str, Any]]:
+def build(X: Any, graph: tuple[Any, Any] | None, coords: np.ndarray,
+          token_ids: np.ndarray, k: int, metric: str, exact: bool,
+          ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The neighbours table and its metadata for one layout (see :func:`from_graph`)."""
     idx, sim, how = from_graph(X, graph, k, metric, exact)
     table = frame(token_ids, idx, sim, map_neighbours(np.asarray(coords), idx))
@@ -134,65 +109,3 @@ def write(path: Path, table: pd.DataFrame, meta: dict[str, Any]) -> Path:
     arrow = arrow.replace_schema_metadata(
         (arrow.schema.metadata or {}) | {b"vocabmap": json.dumps(meta).encode()})
     return atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
-
-
-def read_meta(path: Path) -> dict[str, Any] | None:
-    """The file's metadata, or None when there is no readable file."""
-    try:
-        raw = pq.read_schema(path).metadata or {}
-    except (OSError, pa.ArrowException):
-        return None
-    return json.loads(raw[b"vocabmap"]) if b"vocabmap" in raw else None
-
-
-def read(folder: Path, k: int | None = None) -> pd.DataFrame:
-    """The run directory's neighbours (the first ``k`` of each token when given)."""
-    path = Path(folder) / NEIGHBOURS
-    if not path.is_file():
-        raise NeighbourError(f"{folder} has no {NEIGHBOURS} (made by an older vocabmap); rerun "
-                             "`python -m job run` with the run's config to add it")
-    table = pd.read_parquet(path)
-    return table if k is None else table[table["rank"] <= k].reset_index(drop=True)
-
-
-def find_token(layout: pd.DataFrame, text: str) -> int:
-    """Row of ``layout`` whose display text is ``text``, else whose raw token is, else whose
-    token id is (a number); lowest token id first. Raises :class:`NeighbourError`."""
-    for column in ("display", "token"):
-        hits = np.flatnonzero(layout[column].astype(str).to_numpy() == text)
-        if len(hits):
-            return int(hits[0])
-    if text.strip().isdigit():
-        hits = np.flatnonzero(layout["token_id"].to_numpy() == int(text))
-        if len(hits):
-            return int(hits[0])
-    raise NeighbourError(f"no token {text!r} in this run (matched on display text, raw token "
-                         f"and token id); {_hint(layout, text)}")
-
-
-def _hint(layout: pd.DataFrame, text: str) -> str:
-    """Tokens close to ``text``: same letters in another case, else those that start with
-    it, else the longest that it starts with."""
-    texts = layout["display"].astype(str).drop_duplicates()
-    folded, want = texts.str.casefold(), text.casefold()
-    for hits in (texts[folded == want], texts[folded.str.startswith(want)]):
-        if len(hits):
-            return "did you mean: " + ", ".join(hits.head(5))
-    heads = texts[[want.startswith(t) and len(t) > 0 for t in folded]]
-    if len(heads):
-        return "did you mean: " + ", ".join(heads.loc[heads.str.len().sort_values(
-            ascending=False).index].head(5))
-    return "it may be outside the run's token selection, or not in the model's vocabulary"
-
-
-def listing(folder: Path, text: str, k: int | None = None) -> pd.DataFrame:
-    """The neighbours of the token ``text`` with their texts: rank, neighbour_id, display,
-    similarity, map_neighbour."""
-    layout = pd.read_parquet(Path(folder) / LAYOUT,
-                             columns=["token_id", "token", "display"])
-    row = find_token(layout, text)
-    table = read(folder, k)
-    mine = table[table["token_id"] == layout["token_id"].iloc[row]]
-    texts = layout.set_index("token_id")["display"]
-    return mine.assign(display=texts.loc[mine["neighbour_id"]].to_numpy())[
-        ["rank", "neighbour_id", "display", "similarity", "map_neighbour"]]

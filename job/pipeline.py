@@ -76,28 +76,6 @@ def memory_plan(emb: source.Embeddings, rows: np.ndarray, cfg: LayoutConfig, bac
     return plan
 
 
-def contextualise(emb: source.Embeddings, config: Config, stages: Stages,
-                  ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Swap the input embeddings for contextual means; return occurrence counts and facts."""
-    cfg = config.contextual
-    with stages.stage("contextual"):
-        vectors = contextual.compute(emb.path, emb.tokenizer, cfg, emb.matrix.shape[0])
-    emb.matrix = vectors.means()
-    seen = vectors.counts > 0
-    kept = vectors.counts >= cfg.min_count
-    facts = {"corpus": list(cfg.corpus), "layer": cfg.layer, "min_count": cfg.min_count,
-             "texts": vectors.texts, "tokens": vectors.tokens, "device": vectors.device,
-             "seconds": vectors.seconds, "tokens_per_second": round(
-                 vectors.tokens / max(vectors.seconds, 1e-9), 1),
-             "vocabulary_seen": int(seen.sum()), "kept": int(kept.sum()),
-             "left_out_below_min_count": int((seen & ~kept).sum()),
-             "never_seen": int((~seen).sum())}
-    log.info("contextual: %d vocabulary tokens seen, %d kept (>= %d occurrences), %d below, "
-             "%d never seen", facts["vocabulary_seen"], facts["kept"], cfg.min_count,
-             facts["left_out_below_min_count"], facts["never_seen"])
-    return vectors.counts, facts
-
-
 def _select(emb: source.Embeddings, config: Config, stages: Stages,
             occurrences: np.ndarray | None, input_matrix: np.ndarray | None,
             ) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any], pd.DataFrame]:
@@ -193,7 +171,7 @@ def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
     near = None
     if config.render.neighbours:
         with stages.stage("neighbours"):
-            near, near_facts = neighbours_file.compute(
+            near, near_facts = neighbours_file.build(
                 X, graph, layout.coords, table["token_id"].to_numpy(), config.render.neighbours,
                 cfg.metric, route is None or route.exact)
     facts = {
@@ -226,7 +204,7 @@ def run_model(model: ModelConfig, config: Config) -> Path:
     at any moment leaves a prefix that the rerun reuses (a layout only with its facts) or
     redoes.
     """
-    folder = rundir.run_dir(model, config)
+    folder, key = rundir.run_dir(model, config), rundir.run_key(model, config)
     with rundir.claim(folder):
         stages = Stages()
         stored = upgrade.reuse(model, config, folder, stages)
@@ -241,7 +219,7 @@ def run_model(model: ModelConfig, config: Config) -> Path:
         manifest = {
             **facts,  # includes layout_seconds: the stages that made the layout
             "config": config.to_dict() | {"models": [vars(model)]},
-            "run_key": rundir.run_key(model, config),
+            "run_key": key,
             "layout_reused": stored is not None,
             **pictures_part,
             "ranked_list": {"file": undertrained.CSV, "rows": ranked_rows},
@@ -277,7 +255,14 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
     with stages.stage("load"):
         emb = source.load(model, before_read=_check_read)
     input_matrix = emb.matrix  # the under-trained score reads the input embeddings
-    counts, ctx = contextualise(emb, config, stages) if contextual_run else (None, None)
+    counts, ctx = None, None
+    if contextual_run:  # the input embeddings swapped for contextual means
+        with stages.stage("contextual"):
+            vectors = contextual.compute(emb.path, emb.tokenizer, config.contextual,
+                                         emb.matrix.shape[0])
+        emb.matrix, counts = vectors.means(), vectors.counts
+        ctx = contextual.facts(vectors, config.contextual)
+        del vectors  # its float64 sums: as large as the matrix, twice over
     table, facts, near, ranked = layout_model(emb, config, stages, counts, input_matrix)
     del input_matrix
     if ctx:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from job.knn import array_module, knn, map_knn
+from job.knn import array_module, knn, map_knn, shared_counts
 
 if TYPE_CHECKING:
     from job.search import Search
@@ -55,28 +55,12 @@ def knn_preservation(data: Any, coords: Any, k: int = 10, sample: int = 2000,
         high, _ = knn(data, width, queries=data[ids], query_ids=ids)
         if neighbours is not None:
             graph = xp.asarray(neighbours)[ids, :width]
-            recall = {"graph_recall": _overlap(high, graph) / width}
+            recall = {"graph_recall": float(shared_counts(high, graph).mean()) / width}
         high = high[:, :k]
     low = map_knn(coords, k, ids)
-    score = _overlap(high, low) / k
+    score = float(shared_counts(high, low).mean()) / k
     return {"k": k, "sample": int(len(ids_np)), "seed": seed, "knn_preservation": score,
             "chance": k / (n - 1), **recall}
-
-
-def shared_counts(a: Any, b: Any, chunk: int = 8192) -> Any:
-    """Per row, how many entries row ``i`` of ``a`` and row ``i`` of ``b`` have in common
-    (rows hold distinct entries); numpy or cupy, ``chunk`` rows at a time."""
-    xp = array_module(a)
-    out = xp.empty(a.shape[0], dtype=xp.int64)
-    for start in range(0, a.shape[0], chunk):
-        x, y = a[start:start + chunk], b[start:start + chunk]
-        out[start:start + chunk] = (x[:, :, None] == y[:, None, :]).any(axis=2).sum(axis=1)
-    return out
-
-
-def _overlap(a: Any, b: Any) -> float:
-    """Mean number of entries a row of ``a`` shares with the same row of ``b``."""
-    return float(shared_counts(a, b).mean())
 
 
 def of_layout(data: Any, coords: Any, graph: tuple[Any, Any] | None, search: Search | None,

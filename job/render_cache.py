@@ -21,36 +21,34 @@ from job.runread import Manifest
 log = logging.getLogger(__name__)
 
 
-def render_pictures(table: pd.DataFrame, render: RenderConfig, folder: Path,
-                    force: bool = False, model: str = "", near: pd.DataFrame | None = None,
-                    ) -> dict[str, Any]:
+def render_pictures(table: pd.DataFrame, render: RenderConfig, folder: Path, model: str = "",
+                    near: pd.DataFrame | None = None) -> dict[str, Any]:
     """Draw the pictures unless the run directory's manifest says the ones there show these
-    render settings of this layout (``force`` redraws anyway); returns the manifest's
-    ``rendered`` and ``render_state``. ``near``: the neighbours this run computed."""
+    render settings of this layout; returns the manifest's ``rendered`` and
+    ``render_state``. ``near``: the neighbours this run computed."""
     state = pictures.render_state(render, folder / rundir.LAYOUT, folder / rundir.NEIGHBOURS)
     manifest = Manifest.read_if_any(folder)
     stored = manifest.render_state if manifest else {}
     rendered = manifest.rendered if manifest else None
-    if not force and pictures.up_to_date(folder, stored, state) and rendered is not None:
+    if pictures.up_to_date(folder, stored, state) and rendered is not None:
         log.info("pictures up to date (same render settings and layout): not redrawn")
         return {"rendered": rendered, "render_state": stored}
     if stored.get("settings") not in (None, state["settings"]):
         log.info("render settings differ from the run directory's: redrawing pictures")
-    drawn = pictures.render_all(table, render, folder, model=model, near=near)
-    state["files"] = pictures.file_sizes(folder, drawn["files"])
-    return {"rendered": drawn, "render_state": state}
+    return pictures.render_recorded(table, render, folder, state, model, near)
 
 
 def rerender(folder: Path, render: RenderConfig) -> list[str]:
-    """Redraw a finished run's pictures with ``render`` and record them in its manifest;
-    returns the files drawn."""
+    """Redraw a finished run's pictures with ``render`` and record them in its manifest
+    (read once); returns the files drawn."""
     with rundir.claim(folder):
         table = runread.layout(folder)
         manifest = Manifest.read_if_any(folder)
-        label = manifest.model.label if manifest else ""
-        part = render_pictures(table, render, folder, force=True, model=label)
+        state = pictures.render_state(render, folder / rundir.LAYOUT,
+                                      folder / rundir.NEIGHBOURS)
+        part = pictures.render_recorded(table, render, folder, state,
+                                        manifest.model.label if manifest else "")
         if manifest:  # record what the pictures now show
-            data = manifest.data | part
-            data.setdefault("config", {})["render"] = dataclasses.asdict(render)
-            rundir.write_json(folder / rundir.MANIFEST, data)
+            rundir.write_json(folder / rundir.MANIFEST,
+                              manifest.rerendered(part, dataclasses.asdict(render)))
     return part["rendered"]["files"]

@@ -11,7 +11,6 @@ in the folder), which the kernel releases when the holder exits or is killed.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import importlib.metadata
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from job.config import Config, ModelConfig, model_name
-from job.errors import VocabmapError
+from job.errors import FileError, file_error
 
 log = logging.getLogger(__name__)
 
@@ -42,26 +41,14 @@ VECTORS = "vectors.npy"  # contextual runs: the mapped vectors (float16), rows a
 LOCK = ".vocabmap.lock"  # one writer per run directory; holds who has it (pid, host, since)
 LOCK_WAIT_ENV = "VOCABMAP_LOCK_WAIT"  # seconds a run waits for another run's lock
 LOCK_WAIT_DEFAULT = 3600.0
-_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
-_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 _LIBRARIES = ("vocabmap", "numpy", "pandas", "torch", "transformers", "tokenizers",
               "safetensors", "openTSNE", "scikit-learn", "datashader", "holoviews", "bokeh",
               "cupy-cuda12x", "cupy-cuda13x", "cuml-cu12", "cuml-cu13", "fugashi")
 
 
-class RunDirError(VocabmapError, RuntimeError):
-    """The run directory cannot be created, written or claimed; the message says what to do."""
-
-
-def write_error(err: OSError, path: Path) -> RunDirError | None:
-    """The user-facing error for a failed write of ``path``, or None for other failures."""
-    if err.errno in _FULL:
-        return RunDirError(f"{_FULL[err.errno]} writing {path}; free space or choose --out "
-                           "elsewhere")
-    if err.errno in _NOT_WRITABLE:
-        return RunDirError(f"cannot write {path}: {err.strerror.lower()}; choose --out "
-                           "elsewhere or make the folder writable")
-    return None
+class RunDirError(FileError):
+    """The run directory cannot be created, written, read or claimed; the message says what
+    to do."""
 
 
 def run_key(model: ModelConfig, config: Config) -> str:
@@ -105,7 +92,7 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
-        raise write_error(err, path) or err from err
+        raise file_error(err, f"cannot write {path}", kind=RunDirError) from err
     os.close(fd)
     try:
         write(Path(tmp))
@@ -114,8 +101,8 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(err, OSError) and (user := write_error(err, path)):
-            raise user from err
+        if isinstance(err, OSError):
+            raise file_error(err, f"cannot write {path}", kind=RunDirError) from err
         raise
     return path
 
@@ -221,9 +208,9 @@ def _make_dirs(folder: Path) -> list[Path]:
                 raise RunDirError(f"cannot create the run directory {folder}: {path} is a file, "
                                   "not a folder; choose --out elsewhere") from err
         except OSError as err:
-            raise RunDirError(f"cannot create the run directory {folder}: "
-                              f"{err.strerror.lower()}; choose --out elsewhere (a folder you "
-                              "can write)") from err
+            raise file_error(err, f"cannot create the run directory {folder}",
+                             "choose --out elsewhere (a folder you can write)",
+                             RunDirError) from err
     return created
 
 
@@ -234,9 +221,8 @@ def _probe(folder: Path) -> None:
     except FileNotFoundError:
         return  # a failed lock holder just removed the folder: _lock makes it again
     except OSError as err:
-        raise RunDirError(f"cannot write in the run directory {folder}: "
-                          f"{err.strerror.lower()}; choose --out elsewhere or make it "
-                          "writable") from err
+        raise file_error(err, f"cannot write in the run directory {folder}",
+                         "choose --out elsewhere or make it writable", RunDirError) from err
     os.close(fd)
     Path(tmp).unlink(missing_ok=True)  # a lock holder may have cleaned it already
 
@@ -253,9 +239,8 @@ def _lock(folder: Path, wait: float, created: list[Path]) -> int:
         except FileNotFoundError:
             continue
         except OSError as err:
-            raise RunDirError(f"cannot lock the run directory {folder}: "
-                              f"{err.strerror.lower()}; choose --out elsewhere or make it "
-                              "writable") from err
+            raise file_error(err, f"cannot lock the run directory {folder}",
+                             "choose --out elsewhere or make it writable", RunDirError) from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
@@ -276,7 +261,7 @@ def _lock(folder: Path, wait: float, created: list[Path]) -> int:
                 _write_holder(fd)
             except OSError as err:
                 os.close(fd)
-                raise write_error(err, path) or err from err
+                raise file_error(err, f"cannot write {path}", kind=RunDirError) from err
             return fd
         os.close(fd)  # the lock file was removed while we waited: lock the new one
 

@@ -1,19 +1,29 @@
-"""A finished run directory read back: its manifest as typed fields, its layout.
+"""A finished run directory read back: its manifest and facts as typed fields, its layout
+and its neighbours.
 
-The one place that knows the manifest's keys. A key that is missing or renamed fails with
-the run directory's path and the key's name, instead of a silent default.
+The one place that knows the keys of ``manifest.json`` and ``facts.json``. A key that is
+missing or renamed fails with the file's path and the key's name, instead of a silent
+default; so does a run directory without its layout or neighbours file.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from job import rundir
+from job.errors import VocabmapError, file_error
+
+
+class NeighbourError(VocabmapError, LookupError):
+    """A token that the run does not hold, or a run directory without neighbours."""
 
 
 @dataclass(frozen=True)
@@ -30,41 +40,45 @@ class ModelFacts:
 
 
 @dataclass(frozen=True)
-class Manifest:
-    """``manifest.json`` of one run directory."""
+class Record:
+    """A JSON table of one run directory (``NAME`` in ``folder``), read by its keys."""
 
+    NAME: ClassVar[str]
     folder: Path
     data: dict[str, Any]
 
     @classmethod
-    def read(cls, folder: Path) -> Manifest:
-        """The manifest of ``folder``; a missing or unreadable one is a ``RunDirError``."""
-        path = Path(folder) / rundir.MANIFEST
+    def read(cls, folder: Path) -> Self:
+        """The file of ``folder``; a missing or unreadable one is a ``RunDirError``."""
+        path = Path(folder) / cls.NAME
         try:
             data = rundir.read_json(path)
-        except (OSError, ValueError) as err:
+        except OSError as err:
+            raise file_error(err, f"cannot read {path}", "rerun the model to write it again",
+                             rundir.RunDirError) from err
+        except ValueError as err:
             raise rundir.RunDirError(f"cannot read {path}: {err}; rerun the model to "
                                      "write it again") from err
         if not isinstance(data, dict):
-            raise rundir.RunDirError(f"{path} is not a manifest (not a JSON object); rerun "
+            raise rundir.RunDirError(f"{path} is not a {cls.NAME} (not a JSON object); rerun "
                                      "the model to write it again")
         return cls(Path(folder), data)
 
     @classmethod
-    def read_if_any(cls, folder: Path) -> Manifest | None:
-        """The manifest of ``folder``, or None where there is none that can be read."""
+    def read_if_any(cls, folder: Path) -> Self | None:
+        """The file of ``folder``, or None where there is none that can be read."""
         try:
             return cls.read(folder)
         except rundir.RunDirError:
             return None
 
     def value(self, *keys: str) -> Any:
-        """The value under ``keys`` (outer first); a missing key names the run directory."""
+        """The value under ``keys`` (outer first); a missing key names the file."""
         node: Any = self.data
         for depth, key in enumerate(keys):
             if not isinstance(node, dict) or key not in node:
                 where = ".".join(keys[:depth + 1])
-                raise rundir.RunDirError(f"{self.folder / rundir.MANIFEST} has no '{where}'; "
+                raise rundir.RunDirError(f"{self.folder / self.NAME} has no '{where}'; "
                                          "it was written by another vocabmap version: rerun "
                                          "the model")
             node = node[key]
@@ -72,13 +86,27 @@ class Manifest:
 
     @functools.cached_property
     def model(self) -> ModelFacts:
-        """What the manifest says of the model (its ``model`` table)."""
+        """What the file says of the model (its ``model`` table)."""
         return ModelFacts(
             id=str(self.value("model", "id")), path=str(self.value("model", "path")),
             revision=self.value("model", "revision"), label=str(self.value("model", "label")),
             family=str(self.value("model", "family")),
             contextual=self.value("model", "embeddings") == "contextual",
             vocab_size=int(self.value("model", "vocab_size")))
+
+
+@dataclass(frozen=True)
+class Facts(Record):
+    """``facts.json``: what the layout's stages found, kept beside the layout for reuse."""
+
+    NAME: ClassVar[str] = rundir.FACTS
+
+
+@dataclass(frozen=True)
+class Manifest(Record):
+    """``manifest.json`` of one run directory: the facts and what this run drew."""
+
+    NAME: ClassVar[str] = rundir.MANIFEST
 
     @property
     def layout(self) -> dict[str, Any]:
@@ -118,7 +146,40 @@ class Manifest:
         """What the pictures were drawn from; {} before any were recorded."""
         return dict(self.data.get("render_state") or {})
 
+    def rerendered(self, part: dict[str, Any], render: dict[str, Any]) -> dict[str, Any]:
+        """The manifest's data once its pictures were drawn again: ``part`` (``rendered``
+        and ``render_state``) and the ``render`` settings they show."""
+        data = self.data | part
+        data["config"] = dict(data.get("config") or {}) | {"render": render}
+        return data
 
-def layout(folder: Path) -> pd.DataFrame:
-    """The run directory's ``layout.parquet``."""
-    return pd.read_parquet(Path(folder) / rundir.LAYOUT)
+
+def layout(folder: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """The run directory's ``layout.parquet`` (only ``columns`` when given)."""
+    path = Path(folder) / rundir.LAYOUT
+    if not path.is_file():
+        raise rundir.RunDirError(f"{folder} has no {rundir.LAYOUT}; give a run directory made "
+                                 "by `python -m job run`")
+    return pd.read_parquet(path, columns=columns)
+
+
+def neighbours(folder: Path, k: int | None = None) -> pd.DataFrame:
+    """The run directory's ``neighbours.parquet`` (the first ``k`` of each token when
+    given)."""
+    path = Path(folder) / rundir.NEIGHBOURS
+    if not path.is_file():
+        raise NeighbourError(f"{folder} has no {rundir.NEIGHBOURS} (made by an older "
+                             "vocabmap); rerun `python -m job run` with the run's config to "
+                             "add it")
+    table = pd.read_parquet(path)
+    return table if k is None else table[table["rank"] <= k].reset_index(drop=True)
+
+
+def neighbours_meta(folder: Path) -> dict[str, Any] | None:
+    """How the run's neighbours were found (``k``, the metric, the source: the parquet
+    file's ``vocabmap`` metadata), or None when there is no readable file."""
+    try:
+        raw = pq.read_schema(Path(folder) / rundir.NEIGHBOURS).metadata or {}
+    except (OSError, pa.ArrowException):
+        return None
+    return json.loads(raw[b"vocabmap"]) if b"vocabmap" in raw else None

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from job import neighbours_file, rundir, search, source, tokens, undertrained
+from job import neighbours_file, rundir, runread, search, source, tokens, undertrained
 from job.config import Config, ModelConfig
 from job.knn import l2_normalise
 from job.stages import Stages
@@ -50,7 +50,7 @@ def _reusable_layout(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None
     if not (layout.is_file() and facts.is_file()):
         return None
     log.info("reusing the finished layout in %s (delete it to recompute)", folder)
-    return pd.read_parquet(layout), rundir.read_json(facts)
+    return runread.layout(folder), runread.Facts.read(folder).data
 
 
 def _add_score(model: ModelConfig, folder: Path, table: pd.DataFrame, facts: dict[str, Any],
@@ -84,7 +84,7 @@ def _ensure_neighbours(model: ModelConfig, config: Config, folder: Path, table: 
     vocabmap) or holds fewer than ``render.neighbours`` per token gets them searched again
     from the model's matrix; the layout itself is kept."""
     k = config.render.neighbours
-    meta = neighbours_file.read_meta(folder / rundir.NEIGHBOURS)
+    meta = runread.neighbours_meta(folder)
     if not k or (meta and meta.get("k", 0) >= min(k, len(table) - 1)):
         return
     log.info("%s %s: searching the neighbours again (the layout is kept)", rundir.NEIGHBOURS,
@@ -99,7 +99,7 @@ def _ensure_neighbours(model: ModelConfig, config: Config, folder: Path, table: 
             X = l2_normalise(X, inplace=True)
         route = search.choose_search(config.layout.knn, X.shape[0], X.shape[1], False)
         graph = route.graph(X, min(3 * k, len(X) - 1)) if not route.exact else None
-        near, meta = neighbours_file.compute(X, graph, table[["x", "y"]].to_numpy(),
+        near, meta = neighbours_file.build(X, graph, table[["x", "y"]].to_numpy(),
                                              table["token_id"].to_numpy(), k, metric,
                                              route.exact)
         meta["source"] = f"searched again for a reused layout ({meta['source']})"

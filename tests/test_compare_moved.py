@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from job import cli, pipeline
+from job import cli, pipeline, runread
 from job.compare.moved import displacement
 from job.config import ConfigError, from_dict, load
 from tests.numeric import Record, seed
@@ -129,7 +129,7 @@ def clustered_runs(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path,
     # initialisation would give it the first map's own orientation)
     mirrored = first.parent / "tiny-mirrored-0123456789ab"
     shutil.copytree(first, mirrored)
-    table = pd.read_parquet(mirrored / "layout.parquet")
+    table = runread.layout(mirrored)
     table["x"] = -table["x"]
     table.to_parquet(mirrored / "layout.parquet", index=False)
     return mirrored, _mapped_alone(root, planted, "tiny-planted", seed(43))
@@ -189,8 +189,8 @@ def test_aligned_maps_keep_neighbourhoods_and_are_reused(clustered_runs: tuple[P
     # the aligned map sits in the reference's frame, mirrored as it is: tokens stay near
     # their reference places without any rotation or reflection; the independent map does not
     table = pd.read_parquet(out / first["pairs"][0]["table"])
-    ref = pd.read_parquet(clustered_runs[0] / "layout.parquet").set_index("token_id")
-    own = pd.read_parquet(clustered_runs[1] / "layout.parquet").set_index("token_id")
+    ref = runread.layout(clustered_runs[0]).set_index("token_id")
+    own = runread.layout(clustered_runs[1]).set_index("token_id")
     ids = own.index.intersection(ref.index)
     apart = displacement(ref.loc[ids, ["x", "y"]].to_numpy(),
                          own.loc[ids, ["x", "y"]].to_numpy())

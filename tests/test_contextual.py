@@ -15,8 +15,9 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from job import cli, contextual
+from job import cli, contextual, runread
 from job.config import ContextualConfig
+from job.runread import Manifest
 
 TEXTS = [
     "the king and the queen walk to the river",
@@ -153,7 +154,7 @@ def test_job_maps_contextual_vectors_with_min_count(bert_dir: Path, tmp_path: Pa
     assert cli.main(["run", str(config)]) == 0
     folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert folder.name.startswith("tiny-bert-contextual-")
-    table = pd.read_parquet(folder / "layout.parquet")
+    table = runread.layout(folder)
     tokenizer = AutoTokenizer.from_pretrained(bert_dir)
     counts = Counter(i for t in TEXTS for i in tokenizer(t)["input_ids"])
     kept = sorted(i for i, c in counts.items() if c >= 4)
@@ -161,15 +162,17 @@ def test_job_maps_contextual_vectors_with_min_count(bert_dir: Path, tmp_path: Pa
     assert (table["occurrences"] >= 4).all()
     assert table.set_index("token_id").loc[kept, "occurrences"].tolist() == [counts[i]
                                                                             for i in kept]
-    facts = json.loads((folder / "manifest.json").read_text())["contextual"]
-    assert facts["kept"] == len(kept)
-    assert facts["left_out_below_min_count"] == sum(1 for c in counts.values() if c < 4)
-    assert facts["never_seen"] == len(tokenizer) - len(counts)
-    assert facts["texts"] == len(TEXTS) and facts["tokens_per_second"] > 0
+    manifest = Manifest.read(folder)
+    assert manifest.value("contextual", "kept") == len(kept)
+    assert manifest.value("contextual", "left_out_below_min_count") == sum(
+        1 for c in counts.values() if c < 4)
+    assert manifest.value("contextual", "never_seen") == len(tokenizer) - len(counts)
+    assert manifest.value("contextual", "texts") == len(TEXTS)
+    assert manifest.value("contextual", "tokens_per_second") > 0
     # the under-trained score reads the input embeddings the contextual vectors replaced,
     # over the whole vocabulary (job/undertrained.py)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["undertrained"]["matrix"] == "input"
+    manifest = Manifest.read(folder)
+    assert manifest.value("undertrained", "matrix") == "input"
     from job import source, tokens, undertrained
     from job.config import ModelConfig
 
@@ -223,12 +226,11 @@ def test_compare_static_against_contextual(bert_dir: Path, tmp_path: Path,
     assert cli.main(["run", str(config)]) == 0
     static, ctx = (Path(p) for p in capsys.readouterr().out.strip().splitlines()[-2:])
     stored = np.load(ctx / "vectors.npy")
-    assert stored.dtype == np.float16 and stored.shape == (len(pd.read_parquet(
-        ctx / "layout.parquet")), 32)
+    assert stored.dtype == np.float16 and stored.shape == (len(runread.layout(ctx)), 32)
     result = compare([static, ctx], out=tmp_path / "cmp", cfg=CompareConfig(anchors=("king",)))
     assert result["matched_by"] == "token_id"
     pair = result["pairs"][0]
-    mapped = pd.read_parquet(ctx / "layout.parquet")
+    mapped = runread.layout(ctx)
     # every contextual token is in the input map too; specials are never matched
     assert pair["shared"] == int((mapped["category"] != "special").sum()) > 10
     assert pair["original"] is not None and 0 <= pair["original"][0]["observed"] <= 1

@@ -22,6 +22,7 @@ import pytest
 from job.config import LayoutConfig
 from job.knn import knn, l2_normalise
 from job.reduce import cuml as backend
+from job.runread import Manifest
 from tests.cuml_host import DeviceBoundary, fit_until_device
 
 pytestmark = pytest.mark.cuml
@@ -169,12 +170,14 @@ def test_whole_job_on_the_cuml_backend(tmp_path: Path, fast_config: Path,
     assert cli.main(["run", str(tmp_path / "cuml.toml")]) == 0
     assert len(reached) == 1
     run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest = Manifest.read(run_dir)
     import cuml
 
-    used = manifest["backend"]["effective_params"]
-    assert manifest["backend"]["name"] == "cuml"
-    assert used["version"] == cuml.__version__ and used["knn_self_column_sent"] is True
-    assert used["n_neighbors"] == reached[0].n_neighbors == 16  # 3 × perplexity 5, + itself
-    assert manifest["environment"]["libraries"]["cuml-cu12"]
+    def used(key: str) -> object:
+        return manifest.value("backend", "effective_params", key)
+
+    assert manifest.value("backend", "name") == "cuml"
+    assert used("version") == cuml.__version__ and used("knn_self_column_sent") is True
+    assert used("n_neighbors") == reached[0].n_neighbors == 16  # 3 × perplexity 5, + itself
+    assert manifest.value("environment", "libraries", "cuml-cu12")
     assert (run_dir / "overview.png").is_file() and (run_dir / "layout.parquet").is_file()

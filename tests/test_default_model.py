@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from job import runread
+from job.runread import Manifest
 from tests import numeric
 from tests.numeric import Record
 
@@ -56,21 +58,21 @@ def test_embedded_default_end_to_end(runs: Path, default_config: Path,
     noisy = [line for line in proc.stderr.splitlines()
              if " ERROR " in line or " WARNING " in line or "Warning:" in line]
     assert noisy == [], noisy
-    table = pd.read_parquet(folder / "layout.parquet")
+    table = runread.layout(folder)
     assert len(table) == 30522
     assert table["token_id"].is_monotonic_increasing
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert (manifest["model"]["vocab_size"], manifest["model"]["dims"]) == (30522, 384)
-    record_property("knn_preservation", manifest["quality"]["knn_preservation"])
+    manifest = Manifest.read(folder)
+    assert (manifest.model.vocab_size, manifest.value("model", "dims")) == (30522, 384)
+    record_property("knn_preservation", manifest.value("quality", "knn_preservation"))
     # measured 0.368-0.371 (layout seed sets 0-2, and OpenBLAS's and torch's AVX2 kernels)
-    assert manifest["quality"]["knn_preservation"] > 0.25
-    zooms = {z["name"]: z for z in manifest["rendered"]["zooms"]}
+    assert manifest.value("quality", "knn_preservation") > 0.25
+    zooms = {z["name"]: z for z in manifest.value("rendered", "zooms")}
     assert len(zooms) >= 6  # three anchored in configs/default.toml, three automatic
     assert "1991" in zooms["years"]["examples"]  # years sit together on the map
     # every label drawn as text, with the fonts in fallback order (issue 21)
-    assert manifest["rendered"]["labels_without_glyph"] == 0
-    assert manifest["rendered"]["fonts"][0].endswith("ipaexg.ttf")
-    assert all(Path(f).is_file() for f in manifest["rendered"]["fonts"])
+    assert manifest.value("rendered", "labels_without_glyph") == 0
+    assert manifest.value("rendered", "fonts")[0].endswith("ipaexg.ttf")
+    assert all(Path(f).is_file() for f in manifest.value("rendered", "fonts"))
     assert (folder / "overview.png").stat().st_size > 10_000
 
 

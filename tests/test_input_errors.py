@@ -5,7 +5,6 @@ build and then damage."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -13,11 +12,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from job import cli, source
+from job import cli, runread, source
 from job.config import ModelConfig
+from job.runread import Manifest
 from tests.conftest import FAST_TOML
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,9 +61,9 @@ def copy_model(bert_dir: Path, folder: Path, *skip: str) -> Path:
     return folder
 
 
-def manifest_of(stdout: str) -> tuple[Path, dict]:
+def manifest_of(stdout: str) -> tuple[Path, Manifest]:
     folder = Path(stdout.strip().splitlines()[-1])
-    return folder, json.loads((folder / "manifest.json").read_text())
+    return folder, Manifest.read(folder)
 
 
 # --- 1. one base class, one line, the traceback behind --debug -----------------------------
@@ -123,8 +122,8 @@ def test_os_error_is_one_line(fast_config: Path, tmp_path: Path,
     code = cli.main(["run", str(fast_config)])
     line = error_line(capsys.readouterr().err)
     assert code == 2
-    assert line == (f"vocabmap: error: No space left on device: {where}; check that the path "
-                    "exists and is writable and that its disk has free space")
+    assert line == (f"vocabmap: error: {where}: no space left on device; free space or "
+                    "choose --out elsewhere")
 
 
 # --- 2. weights without tokenizer files; a tokenizer much smaller than the matrix ---------
@@ -176,14 +175,14 @@ def test_duplicated_vocab_line_keeps_every_id_and_text(bert_dir: Path, tmp_path:
     proc = run_cli("run", str(config(tmp_path, folder)))
     assert proc.returncode == 0, proc.stderr
     run, manifest = manifest_of(proc.stdout)
-    table = pd.read_parquet(run / "layout.parquet").set_index("token_id")
+    table = runread.layout(run).set_index("token_id")
     assert len(table) == len(lines)
     for i in (the, dup):
         assert table.loc[i, ["token", "display", "category"]].tolist() == ["the", "the", "word"]
     assert not table["token"].str.startswith("<unused:").any()
-    assert manifest["vocabulary"]["duplicate_strings"] == {
+    assert manifest.value("vocabulary", "duplicate_strings") == {
         "ids": 2, "first_ids": [the, dup], "examples": ["the"]}
-    assert manifest["vocabulary"]["ids_without_token"] == {"ids": 0, "first_ids": []}
+    assert manifest.value("vocabulary", "ids_without_token") == {"ids": 0, "first_ids": []}
     assert f"vocabulary: 2 ids share their token string with another id (ids [{the}, {dup}]"\
         in proc.stderr
 
@@ -215,10 +214,10 @@ def test_default_perplexity_is_lowered_for_a_tiny_selection(bert_dir: Path,
     proc = run_cli("run", str(path))
     assert proc.returncode == 0, proc.stderr
     _, manifest = manifest_of(proc.stdout)
-    assert manifest["selection"]["selected"] == 12
-    lowered = manifest["selection"]["perplexity_lowered"]
+    assert manifest.value("selection", "selected") == 12
+    lowered = manifest.value("selection", "perplexity_lowered")
     assert (lowered["configured"], lowered["used"]) == (30.0, 3.6667)
-    assert manifest["backend"]["effective_params"]["perplexity"] == pytest.approx(11 / 3)
+    assert manifest.value("backend", "effective_params", "perplexity") == pytest.approx(11 / 3)
     assert "layout.perplexity lowered from 30 to 3.6667" in proc.stderr
 
 
@@ -277,7 +276,7 @@ def test_missing_anchor_is_skipped_and_recorded(bert_dir: Path, tmp_path: Path) 
     proc = run_cli("run", str(path))
     assert proc.returncode == 0, proc.stderr
     run, manifest = manifest_of(proc.stdout)
-    assert manifest["rendered"]["skipped_zooms"] == [{
+    assert manifest.value("rendered", "skipped_zooms") == [{
         "name": "zebra", "anchor": "zebra",
         "why": "anchor token 'zebra' is not in this vocabulary (or not selected)"}]
     assert "zoom 'zebra' not drawn: anchor token 'zebra' is not in this vocabulary" in proc.stderr

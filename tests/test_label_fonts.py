@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 from job.config import RenderConfig
 from job.render import labels as lab
 from job.render import page, pictures, raster
+from job.render.box import Box
 from job.render.zooms import Region
 from job.text import shown
 from tests.test_render import CFG, table_of
@@ -76,7 +77,7 @@ def test_real_multilingual_tokens_in_a_zoom_draw_no_box() -> None:
     words = [w for ws in REAL.values() for w in ws]
     rng = np.random.default_rng(3)
     table = table_of(words, rng.uniform(-10, 10, size=(len(words), 2)))
-    img, placed = raster.zoom(table, Region("multilingual", -11, 11, -11, 11, how="box"), CFG)
+    img, placed = raster.zoom(table, Region("multilingual", Box(-11, 11, -11, 11), how="box"), CFG)
     assert sorted(p.text for p in placed) == sorted(words)
     pixels = np.asarray(img.convert("L")).astype(int)
     for p in placed:

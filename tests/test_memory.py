@@ -241,11 +241,11 @@ def test_a_job_in_a_just_large_enough_cgroup_finishes_and_records_estimate_and_p
         proc = run_in_cgroup(cgroup, "run", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
     _, manifest = manifest_of(proc.stdout)
-    record = manifest["memory"]
-    assert record["limit_mib"] == enough
-    assert record["limit_from"] == f"cgroup v1 {cgroup}/memory.limit_in_bytes"
-    assert record["choice"] == "none needed"
-    assert record["peak_mib"] == manifest["peak_rss_mib"] < record["estimate_mib"] <= enough
+    assert manifest.value("memory", "limit_mib") == enough
+    assert manifest.value("memory", "limit_from") == f"cgroup v1 {cgroup}/memory.limit_in_bytes"
+    assert manifest.value("memory", "choice") == "none needed"
+    assert (manifest.value("memory", "peak_mib") == manifest.value("peak_rss_mib")
+            < manifest.value("memory", "estimate_mib") <= enough)
     assert "memory: estimated peak" in proc.stderr
 
 
@@ -261,8 +261,8 @@ def test_a_rerun_of_a_finished_layout_in_a_small_cgroup_reuses_it_and_damages_no
         again = run_in_cgroup(cgroup, "run", str(cfg))
     assert again.returncode == 0, again.stderr[-3000:]
     _, rerun = manifest_of(again.stdout)
-    assert rerun["layout_reused"] and "estimate_over_peak" not in rerun["memory"]
-    assert rerun["memory"]["estimate_mib"] == manifest["memory"]["estimate_mib"]
+    assert rerun.value("layout_reused") and "estimate_over_peak" not in rerun.value("memory")
+    assert rerun.value("memory", "estimate_mib") == manifest.value("memory", "estimate_mib")
     after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     changed = {name for name in before if after.get(name) != before[name]}
     assert changed == {"manifest.json", rundir.LOCK}, changed  # the lock: who holds it, since

@@ -12,9 +12,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from job import cli, neighbours_file, rundir
+from job import cli, neighbours_file, rundir, runread
 from job import config as config_mod
 from job.knn import knn, l2_normalise
+from job.runread import Manifest
 from tests.numeric import Record, seed
 
 
@@ -85,9 +86,9 @@ def test_file_columns_metadata_and_slicing(tmp_path: Path, matrix: np.ndarray) -
     X = l2_normalise(matrix.copy())
     ids = np.arange(1000, 1600)
     coords = np.random.default_rng(1).normal(size=(600, 2))
-    table, meta = neighbours_file.compute(X, knn(X, 30), coords, ids, 10, "cosine", True)
+    table, meta = neighbours_file.build(X, knn(X, 30), coords, ids, 10, "cosine", True)
     neighbours_file.write(tmp_path / rundir.NEIGHBOURS, table, meta)
-    back = pd.read_parquet(tmp_path / rundir.NEIGHBOURS)
+    back = runread.neighbours(tmp_path)
     assert list(back.columns) == ["token_id", "rank", "neighbour_id", "similarity",
                                   "map_neighbour"]
     assert [str(t) for t in back.dtypes] == ["int32", "int16", "int32", "float32", "bool"]
@@ -97,10 +98,10 @@ def test_file_columns_metadata_and_slicing(tmp_path: Path, matrix: np.ndarray) -
     assert (back.groupby("token_id")["similarity"].diff().dropna() <= 1e-6).all()
     stored = json.loads(pq.read_schema(tmp_path / rundir.NEIGHBOURS).metadata[b"vocabmap"])
     assert stored["k"] == 10 and stored["metric"] == "cosine" and stored["exact"] is True
-    assert neighbours_file.read_meta(tmp_path / rundir.NEIGHBOURS) == stored
-    assert neighbours_file.read(tmp_path, 3)["rank"].max() == 3
-    with pytest.raises(neighbours_file.NeighbourError, match="rerun `python -m job run`"):
-        neighbours_file.read(tmp_path / "nowhere")
+    assert runread.neighbours_meta(tmp_path) == stored
+    assert runread.neighbours(tmp_path, 3)["rank"].max() == 3
+    with pytest.raises(runread.NeighbourError, match="rerun `python -m job run`"):
+        runread.neighbours(tmp_path / "nowhere")
 
 
 @pytest.fixture
@@ -156,10 +157,11 @@ def test_run_writes_neighbours_and_a_rerun_restores_them(
     caplog.set_level(logging.INFO)
     assert cli.main(["run", str(fast_config)]) == 0
     folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    first = pd.read_parquet(folder / rundir.NEIGHBOURS)
-    manifest = json.loads((folder / rundir.MANIFEST).read_text())
-    assert manifest["neighbours"]["k"] == 10 and manifest["neighbours"]["file"] == rundir.NEIGHBOURS
-    layout = pd.read_parquet(folder / rundir.LAYOUT)
+    first = runread.neighbours(folder)
+    manifest = Manifest.read(folder)
+    assert manifest.value("neighbours", "k") == 10
+    assert manifest.value("neighbours", "file") == rundir.NEIGHBOURS
+    layout = runread.layout(folder)
     # against brute force over the model's own matrix (cosine: the default metric)
     from job import source
     cfg = config_mod.load(fast_config)
@@ -177,11 +179,11 @@ def test_run_writes_neighbours_and_a_rerun_restores_them(
     assert cli.main(["run", str(fast_config)]) == 0
     assert "reusing the finished layout" in caplog.text
     assert "neighbours.parquet is missing: searching the neighbours again" in caplog.text
-    again = pd.read_parquet(folder / rundir.NEIGHBOURS)
+    again = runread.neighbours(folder)
     # (an all-zero row, the untrained [PAD], has cosine 0 to every token: its order is a tie)
     tied = first.groupby("token_id")["similarity"].transform("max") == 0
     pd.testing.assert_frame_equal(again[~tied], first[~tied], check_exact=False, atol=1e-5)
-    assert pd.read_parquet(folder / rundir.LAYOUT).equals(layout)  # the layout is kept
+    assert runread.layout(folder).equals(layout)  # the layout is kept
     caplog.clear()
     assert cli.main(["run", str(fast_config)]) == 0  # and now there is nothing to redo
     assert "searching the neighbours again" not in caplog.text
@@ -194,10 +196,10 @@ def test_sklearn_backend_gets_an_exact_search(fast_config: Path, capsys: pytest.
     fast_config.write_text(text)
     assert cli.main(["run", str(fast_config)]) == 0
     folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    meta = neighbours_file.read_meta(folder / rundir.NEIGHBOURS)
+    meta = runread.neighbours_meta(folder)
     assert meta["exact"] is True and meta["source"].startswith("exact search")
-    assert len(pd.read_parquet(folder / rundir.NEIGHBOURS)) == 10 * len(
-        pd.read_parquet(folder / rundir.LAYOUT))
+    assert len(runread.neighbours(folder)) == 10 * len(
+        runread.layout(folder))
 
 
 @pytest.mark.gpu

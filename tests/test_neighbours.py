@@ -3,7 +3,6 @@ this CPU makes them pay; the int8 search itself; what the manifest says."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from job import cli, search
 from job.knn import knn, l2_normalise
 from job.quality import knn_preservation
+from job.runread import Manifest
 from tests.numeric import Record, seed
 
 
@@ -117,8 +117,8 @@ def test_a_job_above_the_threshold_records_its_route(fast_config: Path, tmp_path
     monkeypatch.setattr(search, "int8_speedup", lambda d: 3.0)
     assert cli.main(["run", str(fast_config)]) == 0
     run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["knn"]["name"] == "int8" and not manifest["knn"]["exact"]
-    record_property("graph_recall", manifest["quality"]["graph_recall"])
-    assert 0.8 <= manifest["quality"]["graph_recall"] <= 1.0  # measured 0.985-0.987
-    assert set(manifest["peak_rss_mib_per_stage"]) >= {"load", "knn", "layout", "render"}
+    manifest = Manifest.read(run_dir)
+    assert manifest.value("knn", "name") == "int8" and not manifest.value("knn", "exact")
+    record_property("graph_recall", manifest.value("quality", "graph_recall"))
+    assert 0.8 <= manifest.value("quality", "graph_recall") <= 1.0  # measured 0.985-0.987
+    assert set(manifest.value("peak_rss_mib_per_stage")) >= {"load", "knn", "layout", "render"}

@@ -18,6 +18,7 @@ import pytest
 
 from job import source, weights
 from job.config import ModelConfig
+from job.runread import Manifest
 from tests.builders import bin_copy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,11 +89,10 @@ def test_a_run_without_torch_maps_a_safetensors_model(no_torch: Path, fast_confi
     proc = run(no_torch, "-m", "job", "run", str(fast_config), "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
     assert "PyTorch was not found" not in proc.stderr
-    manifest = json.loads((Path(proc.stdout.strip().splitlines()[-1]) / "manifest.json")
-                          .read_text())
-    assert manifest["model"]["read_by"] == "safetensors"
-    reference = source.load(ModelConfig(id=manifest["model"]["path"])).matrix
-    assert manifest["model"]["dims"] == reference.shape[1]
+    manifest = Manifest.read(Path(proc.stdout.strip().splitlines()[-1]))
+    assert manifest.value("model", "read_by") == "safetensors"
+    reference = source.load(ModelConfig(id=manifest.value("model", "path"))).matrix
+    assert manifest.value("model", "dims") == reference.shape[1]
 
 
 def test_bin_checkpoint_without_torch_names_the_install(no_torch: Path, bert_dir: Path,

@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from job import neighbours_file
+from job import lookup, neighbours_file, runread
 from job.config import RenderConfig
 from job.render import page
+from job.render.box import Box
 from job.render.zooms import Region
 from tests import chromium
 
@@ -72,7 +73,7 @@ def synthetic_neighbours(table: pd.DataFrame, k: int = 10, seed: int | None = No
 @pytest.fixture(scope="module")
 def map_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("run")
-    region = Region("corner", 50, 70, 50, 70, how="box")
+    region = Region("corner", Box(50, 70, 50, 70), how="box")
     table = synthetic_table(5000)
     page.write(table, RenderConfig(), [region], folder / "map.html",
                synthetic_neighbours(table), "synthetic")
@@ -331,10 +332,10 @@ def test_default_map_lists_true_neighbours(default_run: Path, token: str) -> Non
     from job import source
     from job.knn import l2_normalise
 
-    layout = pd.read_parquet(default_run / "layout.parquet")
-    row = neighbours_file.find_token(layout, token)
+    layout = runread.layout(default_run)
+    row = lookup.find_token(layout, token)
     tid = int(layout["token_id"].iloc[row])
-    stored = neighbours_file.read(default_run)
+    stored = runread.neighbours(default_run)
     stored = stored[stored["token_id"] == tid]
     cfg = config_mod.load(Path(__file__).resolve().parent.parent / "configs/default.toml")
     X = l2_normalise(source.load(cfg.models[0]).matrix[layout["token_id"].to_numpy()])

@@ -4,7 +4,6 @@ automatic zoom picks, and `render` re-drawing a finished run without recomputing
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,9 @@ from job import cli
 from job.config import ConfigError, RenderConfig
 from job.render import labels as lab
 from job.render import pictures, raster, zooms
+from job.render.box import Box
 from job.render.zooms import Region
+from job.runread import Manifest
 from tests import numeric
 from tests.numeric import Record
 
@@ -49,7 +50,7 @@ def ink(img: Image.Image, box: tuple[float, ...]) -> int:
 
 def test_overview_aggregate_counts_every_point_by_category() -> None:
     table = clustered()
-    regions = [Region("box", -5, 5, -5, 5, how="box")]
+    regions = [Region("box", Box(-5, 5, -5, 5), how="box")]
     img, agg = raster.overview(table, regions, CFG)
     assert img.size == (CFG.width, CFG.height)
     assert int(agg.sum()) == len(table)
@@ -71,7 +72,7 @@ def test_small_zoom_labels_every_token_without_overlap() -> None:
     rng = np.random.default_rng(1)
     words = [f"tok{i}" for i in range(25)]
     table = table_of(words, rng.uniform(-10, 10, size=(25, 2)))
-    region = Region("all", -11, 11, -11, 11, how="box")
+    region = Region("all", Box(-11, 11, -11, 11), how="box")
     img, placed = raster.zoom(table, region, CFG)
     assert img.size == (CFG.zoom_width, CFG.zoom_height)
     assert sorted(p.text for p in placed) == sorted(words)
@@ -86,7 +87,7 @@ def test_small_zoom_labels_every_token_without_overlap() -> None:
 @pytest.mark.numeric
 def test_dense_zoom_thins_labels_towards_the_centre(record_property: Record) -> None:
     table = clustered(4000)
-    region = Region("centre", -8, 8, -8, 8, how="box")
+    region = Region("centre", Box(-8, 8, -8, 8), how="box")
     img, placed = raster.zoom(table, region, CFG)
     assert 10 <= len(placed) <= CFG.max_labels
     assert not lab.any_overlap(placed)
@@ -96,7 +97,7 @@ def test_dense_zoom_thins_labels_towards_the_centre(record_property: Record) -> 
         CFG.zoom_height - raster.title_band(CFG.font_size)) / 2
     canvas = raster.zoom_canvas(region, CFG.zoom_width,
                                 CFG.zoom_height - raster.title_band(CFG.font_size))
-    inside = table[region.contains(table["x"].to_numpy(), table["y"].to_numpy())]
+    inside = table[region.box.contains(table["x"].to_numpy(), table["y"].to_numpy())]
     px, py = canvas.to_pixels(inside["x"].to_numpy(), inside["y"].to_numpy())
     all_d = np.hypot(px - cx, py + raster.title_band(CFG.font_size) - cy).mean()
     lab_d = np.mean([np.hypot(p.px - cx, p.py - cy) for p in placed])
@@ -142,8 +143,8 @@ def test_auto_zooms_skip_placeholders_and_are_named_after_their_centre() -> None
     x, y = table["x"].to_numpy(), table["y"].to_numpy()
     real = ~table["token"].str.startswith("[unused").to_numpy()
     for i, r in enumerate(regions, start=1):
-        assert not r.contains(np.array([0.0]), np.array([0.0]))[0], "zoomed on placeholders"
-        d = np.hypot(x - (r.x0 + r.x1) / 2, y - (r.y0 + r.y1) / 2)
+        assert not r.box.contains(np.array([0.0]), np.array([0.0]))[0], "zoomed on placeholders"
+        d = np.hypot(x - r.box.centre[0], y - r.box.centre[1])
         d[~real] = np.inf
         assert r.name == f"auto{i}_{table['display'].iloc[int(np.argmin(d))]}"
     assert {r.name.split("_")[1].rstrip("0123456789") for r in regions} == {"far", "royal"}
@@ -157,7 +158,7 @@ def test_anchor_zoom_holds_its_nearest_tokens_and_missing_anchor_is_skipped(
         __import__("job.config", fromlist=["ZoomConfig"]).ZoomConfig(
             name="w7", anchor="w7", neighbours=30),))
     (region,) = zooms.resolve(table, z)
-    inside = region.contains(table["x"].to_numpy(), table["y"].to_numpy())
+    inside = region.box.contains(table["x"].to_numpy(), table["y"].to_numpy())
     record_property("tokens_in_zoom", int(inside.sum()))
     assert 30 <= inside.sum() <= 40 and inside[7]  # measured 31-35 (seed sets 0-4)
     bad = dataclasses.replace(z, zooms=(dataclasses.replace(z.zooms[0], anchor="nope"),))
@@ -189,8 +190,8 @@ def test_render_redraws_a_finished_run_without_recomputing(fast_config: Path,
     after = Image.open(folder / "overview.png")
     assert after.size == (300, 300) and before.shape[:2] != (300, 300)
     assert (folder / pictures.zoom_file("corner")).is_file()
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["rendered"]["color_by"] == "script"
+    manifest = Manifest.read(folder)
+    assert manifest.value("rendered", "color_by") == "script"
     assert cli.main(["render", str(folder), "--color-by", "nope"]) == 2
     assert "vocabmap: error: render.color_by = 'nope'" in capsys.readouterr().err
 
@@ -217,9 +218,9 @@ def test_titles_name_the_model_and_its_token_count() -> None:
     plain, _ = raster.overview(table, [], CFG)
     named, _ = raster.overview(table, [], CFG, "a-rather-long-model-name")
     diff = np.argwhere((np.asarray(plain) != np.asarray(named)).any(axis=2))
-    legend_bottom = 16 + (CFG.font_size + 6) * 4  # title and three colours (raster._legend)
+    legend_bottom = 16 + (CFG.font_size + 6) * 4  # title and three colours (labels.legend)
     assert len(diff) and diff[:, 0].max() <= legend_bottom  # only the (wider) legend changed
     assert ink(named, (0, 0, CFG.width, 30)) > ink(plain, (0, 0, CFG.width, 30))
-    picture = raster.draw_zoom(table, Region("box", -5, 5, -5, 5, how="box"), CFG, "tiny-bert")
+    picture = raster.draw_zoom(table, Region("box", Box(-5, 5, -5, 5), how="box"), CFG, "tiny-bert")
     assert picture.title.startswith("tiny-bert: 3,000 tokens · box: ")
     assert picture.title.endswith(f"{picture.points:,} shown, {len(picture.labels)} labelled")

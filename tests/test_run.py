@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-from PIL import Image
 from transformers import AutoTokenizer
 
 from job import cli, runread
 from job import config as config_mod
 from job.render import raster
+from job.render.box import Box
 from job.render.zooms import Region
 from job.runread import Manifest
+from tests.pixels import grey, inked_at
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "job", *args], capture_output=True, text=True,
                           timeout=600)
-
-
-def inked_at(path: Path, canvas: raster.Canvas, x: np.ndarray, y: np.ndarray,
-             top: int = 0) -> float:
-    """Share of the map points ``x``, ``y`` whose pixel in the picture is not background
-    (``canvas`` maps them to pixels; ``top``: rows of title strip above it)."""
-    pixels = np.asarray(Image.open(path).convert("L"))
-    px, py = canvas.to_pixels(x, y)
-    col = np.clip(px.astype(int), 0, canvas.width - 1)
-    row = np.clip(py.astype(int), 0, canvas.height - 1) + top
-    return float((pixels[row, col] < 250).mean())
 
 
 def assert_points_drawn(folder: Path) -> None:
@@ -46,19 +34,21 @@ def assert_points_drawn(folder: Path) -> None:
     table = runread.layout(folder)
     x, y = table["x"].to_numpy(), table["y"].to_numpy()
     canvas = raster.full_canvas(table, cfg.width, cfg.height)
-    shift = (canvas.x1 - canvas.x0) / 4
-    assert inked_at(folder / "overview.png", canvas, x, y) > 0.95
-    assert inked_at(folder / "overview.png", canvas, x + shift, y) < 0.5
+    shift = canvas.box.size[0] / 4
+    overview = grey(folder / "overview.png")
+    assert inked_at(overview, canvas, x, y) > 0.95
+    assert inked_at(overview, canvas, x + shift, y) < 0.5
     band = raster.title_band(cfg.font_size)
-    for zoom in manifest.rendered["zooms"]:
+    for zoom in manifest.value("rendered", "zooms"):
         box = map(float, zoom["box"])  # an automatic zoom's box is float32, stored as text
-        region = Region(zoom["name"], *box, how=zoom["how"])
+        region = Region(zoom["name"], Box(*box), how=zoom["how"])
         canvas = raster.zoom_canvas(region, cfg.zoom_width, cfg.zoom_height - band)
-        inside = (x >= canvas.x0) & (x <= canvas.x1) & (y >= canvas.y0) & (y <= canvas.y1)
+        inside = canvas.box.contains(x, y)
         xs, ys = x[inside], y[inside]
-        shift = (canvas.x1 - canvas.x0) / 4
-        assert inked_at(folder / zoom["file"], canvas, xs, ys, band) > 0.95, zoom["name"]
-        assert inked_at(folder / zoom["file"], canvas, xs + shift, ys, band) < 0.5, zoom["name"]
+        shift = canvas.box.size[0] / 4
+        pixels = grey(folder / zoom["file"])
+        assert inked_at(pixels, canvas, xs, ys, (0, band)) > 0.95, zoom["name"]
+        assert inked_at(pixels, canvas, xs + shift, ys, (0, band)) < 0.5, zoom["name"]
 
 
 @pytest.fixture
@@ -70,7 +60,7 @@ def finished_run(fast_config: Path) -> Path:
 
 def test_run_writes_a_complete_run_directory(finished_run: Path, bert_dir: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(bert_dir)
-    table = pd.read_parquet(finished_run / "layout.parquet")
+    table = runread.layout(finished_run)
     assert len(table) == len(tokenizer)  # one row per vocabulary entry
     assert list(table.columns[:5]) == ["token_id", "token", "display", "word_start", "category"]
     assert table["token_id"].tolist() == list(range(len(tokenizer)))
@@ -84,22 +74,23 @@ def test_run_writes_a_complete_run_directory(finished_run: Path, bert_dir: Path)
     assert by_token.loc["!", "category"] == "punctuation"
     assert by_token.loc["king", "category"] == "word"
 
-    manifest = json.loads((finished_run / "manifest.json").read_text())
-    assert manifest["model"]["vocab_size"] == len(tokenizer)
-    assert manifest["model"]["dims"] == 32
-    assert manifest["model"]["read_by"] == "safetensors"
-    assert manifest["backend"]["name"] == "opentsne"
-    assert manifest["backend"]["effective_params"]["initialization"].startswith("pca")
-    assert manifest["config"]["layout"]["perplexity"] == 5.0
-    assert 0.0 <= manifest["quality"]["knn_preservation"] <= 1.0
-    assert {"load", "tokens", "knn", "layout", "quality", "render"} <= set(manifest["seconds"])
-    assert manifest["peak_rss_mib"] > 0
-    assert "transformers" in manifest["environment"]["libraries"]
+    manifest = Manifest.read(finished_run)
+    assert manifest.value("model", "vocab_size") == len(tokenizer)
+    assert manifest.value("model", "dims") == 32
+    assert manifest.value("model", "read_by") == "safetensors"
+    assert manifest.value("backend", "name") == "opentsne"
+    assert manifest.value("backend", "effective_params", "initialization").startswith("pca")
+    assert manifest.value("config", "layout", "perplexity") == 5.0
+    assert 0.0 <= manifest.value("quality", "knn_preservation") <= 1.0
+    assert {"load", "tokens", "knn", "layout", "quality", "render"} <= set(
+        manifest.value("seconds"))
+    assert manifest.value("peak_rss_mib") > 0
+    assert "transformers" in manifest.value("environment", "libraries")
 
     zooms = sorted(p.name for p in finished_run.glob("zoom_*.png"))
     # 1 anchor, the most under-trained tokens, 2 automatic
     assert "zoom_days.png" in zooms and "zoom_undertrained.png" in zooms and len(zooms) == 4
-    days = next(z for z in manifest["rendered"]["zooms"] if z["name"] == "days")
+    days = next(z for z in manifest.value("rendered", "zooms") if z["name"] == "days")
     assert "monday" in days["examples"] and days["labels"] >= 5
     assert_points_drawn(finished_run)
     assert not list(finished_run.glob(".*.tmp"))
@@ -115,10 +106,10 @@ def test_rerun_reuses_the_layout(finished_run: Path, fast_config: Path) -> None:
     assert "reusing the finished layout" in proc.stderr
     assert (finished_run / "layout.parquet").stat().st_mtime_ns == before
     assert not stale.exists()
-    manifest = json.loads((finished_run / "manifest.json").read_text())
-    assert manifest["layout_reused"] is True
-    assert "layout" not in manifest["seconds"] and "render" in manifest["seconds"]
-    assert manifest["layout_seconds"]["layout"] > 0  # what the reused layout cost
+    manifest = Manifest.read(finished_run)
+    assert manifest.value("layout_reused") is True
+    assert "layout" not in manifest.value("seconds") and "render" in manifest.value("seconds")
+    assert manifest.value("layout_seconds", "layout") > 0  # what the reused layout cost
 
 
 def test_stage_lines_and_last_line(fast_config: Path) -> None:

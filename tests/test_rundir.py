@@ -21,6 +21,7 @@ import pytest
 
 from job import cli, rundir
 from job import config as config_mod
+from job.runread import Manifest
 
 
 def one_error(code: int, err: str) -> str:
@@ -167,8 +168,8 @@ def test_full_disk_before_the_layout_is_written(fast_config: Path,
     code, _, err = run_main(str(fast_config), "--out", str(out), capsys=capsys)
     line = one_error(code, err)
     folder = folder_of(fast_config, out)
-    assert line == (f"vocabmap: error: no space left on device writing {folder}/layout.parquet; "
-                    "free space or choose --out elsewhere")
+    assert line == (f"vocabmap: error: cannot write {folder}/layout.parquet: no space left on "
+                    "device; free space or choose --out elsewhere")
     assert [p.name for p in out.iterdir()] == ["filler"]  # no run folder, no temporary file
 
 
@@ -180,8 +181,8 @@ def test_full_disk_while_drawing_keeps_the_layout_for_the_rerun(
     code, _, err = run_main(str(fast_config), "--out", str(out), capsys=capsys)
     line = one_error(code, err)
     folder = folder_of(fast_config, out)
-    assert line == (f"vocabmap: error: no space left on device writing {folder}/map.html; "
-                    "free space or choose --out elsewhere")
+    assert line == (f"vocabmap: error: cannot write {folder}/map.html: no space left on "
+                    "device; free space or choose --out elsewhere")
     assert not temp_files(out) and not (folder / "map.html").exists()
     assert not rundir.is_complete(folder)  # no manifest: the folder does not look finished
     assert (folder / "layout.parquet").is_file() and (folder / "facts.json").is_file()
@@ -320,7 +321,7 @@ def test_rerun_after_a_kill_between_any_two_files(fast_config: Path,
     code, _, err = run_main(str(fast_config), capsys=capsys)
     assert code == 0, err
     folder = folder_of(fast_config)
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = Manifest.read(folder)
 
     # killed after the layout, before its facts: the layout is not trusted
     for name in ("facts.json", "manifest.json", "overview.png"):
@@ -330,7 +331,7 @@ def test_rerun_after_a_kill_between_any_two_files(fast_config: Path,
     code, _, err = run_main(str(fast_config), capsys=capsys)
     assert code == 0, err
     assert "reusing" not in caplog.text and "stage layout: " in caplog.text
-    assert json.loads((folder / "manifest.json").read_text())["layout_reused"] is False
+    assert Manifest.read(folder).value("layout_reused") is False
 
     # facts from an older layout whose layout.parquet was deleted: both are redone
     (folder / "layout.parquet").unlink()
@@ -350,7 +351,7 @@ def test_rerun_after_a_kill_between_any_two_files(fast_config: Path,
     assert "pictures up to date" not in caplog.text
     assert rundir.is_complete(folder) and (folder / "zoom_days.png").is_file()
     assert not temp_files(folder)
-    assert set(json.loads((folder / "manifest.json").read_text())) == set(manifest)
+    assert set(Manifest.read(folder).data) == set(manifest.data)
 
 
 # --- 6., 7. pictures that say what they show; 8. one count per zoom --------------------------
@@ -375,7 +376,7 @@ def test_render_settings_decide_the_pictures(fast_config: Path, tmp_path: Path,
     folder = folder_of(fast_config)
     (folder / "notes.txt").write_text("mine")
     (folder / "overview-old.png").write_bytes(b"mine too")
-    first = json.loads((folder / "manifest.json").read_text())
+    first = Manifest.read(folder)
     stamp = (folder / "overview.png").stat().st_mtime_ns
 
     caplog.clear()  # same settings: the pictures are reused
@@ -396,11 +397,12 @@ def test_render_settings_decide_the_pictures(fast_config: Path, tmp_path: Path,
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
         "facts.json", "layout.parquet", "manifest.json", "neighbours.parquet", "notes.txt",
         "overview-old.png", "overview.png", "undertrained.csv", "zoom_corner.png"]
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["config"]["render"]["width"] == 300
-    assert manifest["rendered"]["files"] == ["overview.png", "zoom_corner.png"]
-    assert manifest["render_state"]["settings"] != first["render_state"]["settings"]
-    assert manifest["render_state"]["layout_sha256"] == first["render_state"]["layout_sha256"]
+    manifest = Manifest.read(folder)
+    assert manifest.value("config", "render", "width") == 300
+    assert manifest.value("rendered", "files") == ["overview.png", "zoom_corner.png"]
+    assert manifest.value("render_state", "settings") != first.value("render_state", "settings")
+    assert (manifest.value("render_state", "layout_sha256")
+            == first.value("render_state", "layout_sha256"))
 
     caplog.clear()  # the first config again: its pictures come back, the last run wins
     code, _, err = run_main(str(fast_config), capsys=capsys)
@@ -415,10 +417,10 @@ def test_zoom_counts_agree_in_title_log_and_manifest(fast_config: Path,
     caplog.set_level(logging.INFO)
     code, _, err = run_main(str(fast_config), capsys=capsys)
     assert code == 0, err
-    manifest = json.loads((folder_of(fast_config) / "manifest.json").read_text())
-    zooms = manifest["rendered"]["zooms"]
+    manifest = Manifest.read(folder_of(fast_config))
+    zooms = manifest.value("rendered", "zooms")
     assert len(zooms) == 4  # 1 anchor, the most under-trained tokens, 2 automatic
-    label, n = manifest["model"]["label"], manifest["selection"]["selected"]
+    label, n = manifest.value("model", "label"), manifest.value("selection", "selected")
     for z in zooms:  # the title names the model and its token count, then the zoom's
         assert z["title"] == (f"{label}: {n:,} tokens · {z['name']}: {z['points']:,} shown, "
                               f"{z['labels']} labelled")
@@ -440,3 +442,21 @@ def test_manifest_reader_names_the_run_directory_and_the_missing_key(tmp_path: P
     with pytest.raises(rundir.RunDirError, match="cannot read"):
         Manifest.read(tmp_path / "nowhere")
     assert Manifest.read_if_any(tmp_path / "nowhere") is None
+
+
+def test_a_failed_write_is_one_message_that_keeps_its_cause(tmp_path: Path) -> None:
+    """Every file-system error becomes a message through one function (job.errors.file_error):
+    the path, the cause in words and the fix; the OSError stays behind it for --debug."""
+    import errno
+
+    def full(tmp: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+
+    target = tmp_path / "layout.parquet"
+    with pytest.raises(rundir.RunDirError) as caught:
+        rundir.atomic_write(target, full)
+    assert str(caught.value) == (f"cannot write {target}: no space left on device; free space "
+                                 "or choose --out elsewhere")
+    assert isinstance(caught.value.__cause__, OSError)
+    assert caught.value.__cause__.errno == errno.ENOSPC
+    assert not temp_files(tmp_path) and not target.exists()

@@ -3,7 +3,6 @@ selection recorded in its manifest."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from job import select, source, tokens
+from job import runread, select, source, tokens
 from job.config import ConfigError, ModelConfig, TokensConfig
+from job.runread import Manifest
 from tests.conftest import FAST_TOML
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,15 +98,15 @@ def test_gpt2_job_end_to_end_with_a_selection(gpt2_dir: Path, tmp_path: Path) ->
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = Path(proc.stdout.strip().splitlines()[-1])
-    manifest = json.loads((run / "manifest.json").read_text())
-    layout = pd.read_parquet(run / "layout.parquet")
-    model = manifest["model"]
-    assert (model["family"], model["read_by"], model["tensor"]) == (
-        "bytelevel", "safetensors", "transformer.wte.weight")
-    assert model["vocab_size"] + model["padding_rows_dropped"] == 640
-    selection = manifest["selection"]
-    assert selection["categories"] == ["word", "number"]
-    assert selection["selected"] == len(layout) < selection["vocabulary"] == model["vocab_size"]
+    manifest = Manifest.read(run)
+    layout = runread.layout(run)
+    assert manifest.model.family == "bytelevel"
+    assert (manifest.value("model", "read_by"), manifest.value("model", "tensor")) == (
+        "safetensors", "transformer.wte.weight")
+    assert manifest.model.vocab_size + manifest.value("model", "padding_rows_dropped") == 640
+    assert manifest.value("selection", "categories") == ["word", "number"]
+    assert (manifest.value("selection", "selected") == len(layout)
+            < manifest.value("selection", "vocabulary") == manifest.model.vocab_size)
     assert set(layout["category"].astype(str)) == {"word", "number"}
     assert {"world", "monday"} <= set(layout["display"])
     assert not layout["display"].str.contains("Ġ").any()

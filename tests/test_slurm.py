@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from job.runread import Manifest
 from tests.builders import tiny_bert
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,8 +183,9 @@ def test_array_maps_each_model_and_compares_after(array_run: dict, cluster: dict
     assert runs == ["all-MiniLM-L6-v2", "compare", "tiny-bert"]
     for label in ("all-MiniLM-L6-v2", "tiny-bert"):
         (folder,) = (work / "runs").glob(f"{label}-*")
-        manifest = json.loads((folder / "manifest.json").read_text())
-        assert manifest["environment"]["slurm_job"] and not manifest["layout_reused"]
+        manifest = Manifest.read(folder)
+        assert manifest.value("environment", "slurm_job")
+        assert not manifest.value("layout_reused")
     assert not list((work / "runs").rglob(".*.tmp"))
     print(f"\nSlurm array + comparison: {array_run['seconds']:.0f} s\n" + md)
 

@@ -3,7 +3,6 @@ its reference as documented, flags round trips per tokenizer family, and shows o
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +12,13 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from job import source, tokens, undertrained
+from job import runread, source, tokens, undertrained
 from job.compare import pictures as compare_pictures
 from job.compare.runs import CompareError
 from job.config import ModelConfig, RenderConfig
+from job.render import labels as lab
 from job.render import raster
+from job.runread import Manifest
 from tests.builders import planted_bert, trained_like_matrix
 from tests.conftest import FAST_TOML
 from tests.numeric import Record, seed
@@ -208,15 +209,15 @@ def planted_run(planted: tuple[Path, list[int]], tmp_path_factory: pytest.TempPa
 @pytest.mark.numeric
 def test_run_writes_the_columns_the_ranked_list_and_the_zoom(
         planted_run: Path, planted: tuple[Path, list[int]], record_property: Record) -> None:
-    table = pd.read_parquet(planted_run / "layout.parquet")
+    table = runread.layout(planted_run)
     assert table[undertrained.COLUMN].dtype == np.float32
     assert str(table[undertrained.ROUNDTRIP].dtype) == "boolean"
-    manifest = json.loads((planted_run / "manifest.json").read_text())
-    assert manifest["undertrained"]["reference"] == "unused"
-    assert manifest["undertrained"]["reference_rows"] == 20
-    assert manifest["undertrained"]["roundtrip"]["failed"] >= 20
+    manifest = Manifest.read(planted_run)
+    assert manifest.value("undertrained", "reference") == "unused"
+    assert manifest.value("undertrained", "reference_rows") == 20
+    assert manifest.value("undertrained", "roundtrip", "failed") >= 20
     # every token at >= 3, at least 500 rows (here the whole vocabulary of 566)
-    assert manifest["ranked_list"] == {"file": "undertrained.csv",
+    assert manifest.value("ranked_list") == {"file": "undertrained.csv",
                                        "rows": min(undertrained.LIST_MIN, len(table))}
     ranked = pd.read_csv(planted_run / "undertrained.csv")
     assert list(ranked.columns) == list(undertrained.CSV_COLUMNS)
@@ -229,7 +230,7 @@ def test_run_writes_the_columns_the_ranked_list_and_the_zoom(
     assert np.isin(top["token_id"], planted[1]).sum() >= 27  # measured 30 of 30
     assert set(ranked.loc[ranked["category"] == "unused", "roundtrip"]) == {False}
     # the zoom of the most under-trained ordinary tokens: the planted rows
-    zoom = next(z for z in manifest["rendered"]["zooms"] if z["name"] == "undertrained")
+    zoom = next(z for z in manifest.value("rendered", "zooms") if z["name"] == "undertrained")
     assert zoom["how"] == "undertrained:top30" and (planted_run / zoom["file"]).is_file()
     x, y = table["x"].to_numpy(), table["y"].to_numpy()
     x0, x1, y0, y1 = zoom["box"]
@@ -254,7 +255,7 @@ def test_the_ranked_list_covers_the_whole_vocabulary_beside_a_selection(
     proc = _run("run", str(config))
     assert proc.returncode == 0, proc.stderr
     folder = Path(proc.stdout.strip().splitlines()[-1])
-    table = pd.read_parquet(folder / "layout.parquet")
+    table = runread.layout(folder)
     assert len(table) == 200 and table["token_id"].min() == 566 - 200
     ranked = pd.read_csv(folder / "undertrained.csv")
     unused = ranked[ranked["category"] == "unused"]
@@ -272,15 +273,15 @@ def test_colour_by_undertrained_draws_a_scale_and_a_colour_bar(
         planted_run: Path, record_property: Record) -> None:
     proc = _run("render", str(planted_run), "--color-by", "undertrained")
     assert proc.returncode == 0, proc.stderr
-    table = pd.read_parquet(planted_run / "layout.parquet")
+    table = runread.layout(planted_run)
     cfg = RenderConfig(color_by="undertrained", width=400, height=400)
     img = np.asarray(Image.open(planted_run / "overview.png").convert("RGB")).astype(int)
     span = raster.colour_span(table["undertrained"].to_numpy())
     canvas = raster.full_canvas(table, cfg.width, cfg.height)
     # the colour bar: its two ends have the scale's end colours
     # where the colour bar lands (drawn again on a scratch image)
-    bar = raster.colour_bar(ImageDraw.Draw(Image.new("RGB", (400, 400))), span,
-                            cfg.font_size, "t")
+    bar = lab.colour_bar(ImageDraw.Draw(Image.new("RGB", (400, 400))),
+                         raster.bar_colours(span), raster.bar_ends(span), cfg.font_size, "t")
     for px, value in ((bar[0], span[0]), (bar[2] - 1, span[1])):
         assert np.abs(img[(bar[1] + bar[3]) // 2, px] - raster.scale_colour(value, span)
                       ).max() <= 3
@@ -298,8 +299,8 @@ def test_colour_by_undertrained_draws_a_scale_and_a_colour_bar(
     blue = ((middle[:, 2] > middle[:, 0]) | (middle.min(axis=1) > 245)).mean()
     record_property("middle_blue", float(blue))
     assert blue >= 0.8  # measured 0.90-0.98
-    manifest = json.loads((planted_run / "manifest.json").read_text())
-    assert manifest["rendered"]["color_by"] == "undertrained"
+    manifest = Manifest.read(planted_run)
+    assert manifest.value("rendered", "color_by") == "undertrained"
     assert (planted_run / "map.html").stat().st_size > 0  # opens on the score (test_page)
 
 
@@ -310,7 +311,7 @@ def test_a_stored_layout_without_the_score_gets_it_added(
     first = _run("run", str(config))
     assert first.returncode == 0, first.stderr
     folder = Path(first.stdout.strip().splitlines()[-1])
-    table = pd.read_parquet(folder / "layout.parquet")
+    table = runread.layout(folder)
     old = table.drop(columns=[undertrained.COLUMN, undertrained.ROUNDTRIP])
     old.to_parquet(folder / "layout.parquet")  # as an earlier version wrote it
     (folder / "undertrained.csv").unlink()
@@ -318,11 +319,12 @@ def test_a_stored_layout_without_the_score_gets_it_added(
     assert again.returncode == 0, again.stderr
     assert "has no under-trained score" in again.stderr
     assert "reusing the finished layout" in again.stderr
-    new = pd.read_parquet(folder / "layout.parquet")
+    new = runread.layout(folder)
     np.testing.assert_array_equal(new[["x", "y"]].to_numpy(), table[["x", "y"]].to_numpy())
     np.testing.assert_allclose(new[undertrained.COLUMN], table[undertrained.COLUMN], atol=1e-6)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["layout_reused"] and manifest["undertrained"]["added_to_stored_layout"]
+    manifest = Manifest.read(folder)
+    assert manifest.value("layout_reused")
+    assert manifest.value("undertrained", "added_to_stored_layout")
     assert (folder / "undertrained.csv").is_file()
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from job.quality import shared_counts
+from job.knn import shared_counts
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ def _unique_labels(runs: list[Run]) -> list[str]:
     return [r.folder.name if labels.count(r.label) > 1 else r.label for r in runs]
 
 
-def _onto_first(tables: list[pd.DataFrame], runs: list[Run]) -> list[float | None]:
+def onto_first(tables: list[pd.DataFrame], runs: list[Run]) -> list[float | None]:
     """Rotate (Procrustes) every table's x, y onto the first's, in place; the disparities."""
     ref = runs[0]
     disparity: list[float | None] = [0.0]
@@ -114,7 +114,7 @@ def _aligned_maps(runs: list[Run], labels: list[str], tables: dict[tuple[int, in
         coords, found = aligned.layout(runs[0], run, out, k=cfg.k)
         maps.append(run.table.assign(x=coords[:, 0], y=coords[:, 1]))
         facts.append({"label": label, **found})
-    disparity = _onto_first(maps, runs)
+    disparity = onto_first(maps, runs)
     titles = [f"{label} ({len(m):,} tokens)" + (f", disparity {d:.3f}" if d else "")
               for label, m, d in zip(labels, maps, disparity, strict=True)]
     _save(pictures.grid(maps, titles, cfg.color_by), out / "aligned_grid.png")
@@ -193,7 +193,7 @@ def _draw(runs: list[Run], labels: list[str], cfg: CompareConfig, out: Path,
     """The grid of the maps rotated onto the first, and one row per anchor; returns the
     disparities to the first map and the anchors' rows. Adds the files to ``images``."""
     maps = [run.table.copy() for run in runs]
-    to_ref = _onto_first(maps, runs)
+    to_ref = onto_first(maps, runs)
     titles = [f"{label} ({run.family}, {len(run.table):,} tokens)"
               + (f", disparity to {labels[0]} {d:.3f}" if d else "")
               for label, run, d in zip(labels, runs, to_ref, strict=True)]

@@ -99,10 +99,8 @@ def _grid_scale(tables: list[pd.DataFrame], titles: list[str], column: str, pane
         wider.paste(sheet, (0, 0))
         sheet, draw = wider, ImageDraw.Draw(wider)
     bar = (x, 9, x + raster.BAR_WIDTH, 9 + font_size)
-    for i in range(raster.BAR_WIDTH):
-        value = span[0] + (span[1] - span[0]) * i / (raster.BAR_WIDTH - 1)
-        draw.line((bar[0] + i, bar[1], bar[0] + i, bar[3]),
-                  fill=raster.scale_colour(value, span))
+    for i, colour in enumerate(raster.bar_colours(span)):
+        draw.line((bar[0] + i, bar[1], bar[0] + i, bar[3]), fill=colour)
     draw.text((bar[2] + 6, 8), ends, fill="black", font=fnt)
     return sheet
 
@@ -175,8 +173,8 @@ def anchor_row(tables: list[pd.DataFrame], titles: list[str], anchor: str,
             continue
         x, y = frame["x"].to_numpy(), frame["y"].to_numpy()
         pos = frame.index.get_loc(row)
-        box = zooms._window(x, y, float(x[pos]), float(y[pos]), neighbours)
-        region = zooms.Region(anchor, *box, how=f"anchor:{anchor}")
+        box = zooms.window(x, y, float(x[pos]), float(y[pos]), neighbours)
+        region = zooms.Region(anchor, box, how=f"anchor:{anchor}")
         img, _ = raster.zoom(frame, region, cfg)
         panels.append(_titled(img, title, cfg.font_size))
         order = np.argsort((x - x[pos]) ** 2 + (y - y[pos]) ** 2)

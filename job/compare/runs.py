@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from job import rundir
+from job import rundir, runread
 from job.config import Config, ModelConfig
 from job.errors import VocabmapError
 from job.knn import l2_normalise
@@ -124,7 +124,7 @@ def load(folder: Path, log_file: Path | None = None) -> Run | Failed:
         return Failed(folder, hint or "no run directory (the model's job did not start it)")
     if not rundir.is_complete(folder):
         return Failed(folder, hint or "did not finish (no manifest.json); see the job's log")
-    table = pd.read_parquet(folder / rundir.LAYOUT)
+    table = runread.layout(folder)
     table["key"] = token_keys(table)
     return Run(folder, Manifest.read(folder), table)
 

@@ -1,5 +1,6 @@
-"""Token labels: a chain of shipped fonts that covers the living scripts, shaped text, and
-placement without overlaps.
+"""Text on the pictures: a chain of shipped fonts that covers the living scripts, shaped
+text, token labels placed without overlaps, and the boxed legend, colour bar and region
+names.
 
 Every font comes from a pip package, so labels render the same on a cluster node with no
 fonts installed and no network (README, "Pictures"). Tried in this order, per character
@@ -176,10 +177,11 @@ def clusters(text: str) -> list[str]:
     return out
 
 
-def _face_for(cluster: str, current: int | None) -> int:
-    """The font of the run before when it has the whole cluster, else the first that has;
-    where none has it all, the font of its first character (the main font if none)."""
-    need = {ord(c) for c in cluster if not is_default_ignorable(c)}
+def _face_for(need: set[int], current: int | None) -> int:
+    """The font of a cluster that needs the code points ``need``: the run's font
+    (``current``) when it has them all, else the first font that has them all; where none
+    has them all, the first that has any; where none has any, the run's (the main font at
+    the start)."""
     if current is not None and need <= _coverage(current):
         return current
     known = [w for w in (_owners().get(cp) for cp in need) if w is not None]
@@ -200,7 +202,8 @@ def runs(text: str) -> list[tuple[str, int]]:
 def _runs(text: str) -> tuple[tuple[str, int], ...]:
     out: list[tuple[str, int]] = []
     for cluster in clusters(text):
-        which = _face_for(cluster, out[-1][1] if out else None)
+        need = {ord(c) for c in cluster if not is_default_ignorable(c)}
+        which = _face_for(need, out[-1][1] if out else None)
         if out and out[-1][1] == which:
             out[-1] = (out[-1][0] + cluster, which)
         else:
@@ -368,6 +371,67 @@ def place(px: np.ndarray, py: np.ndarray, texts: list[str], width: int, height: 
                 grid.setdefault(c, []).append(best)
             kept.append(Label(int(i), text, x, y, best))
     return kept
+
+
+def draw_labels(draw: ImageDraw.ImageDraw, px: np.ndarray, py: np.ndarray, texts: list[str],
+                rows: np.ndarray, raster: tuple[int, int, int], size: int, limit: int,
+                ) -> list[Label]:
+    """Place labels on a raster of ``raster`` = (width, height, top) pixels (``top``: how
+    far below the picture's top it starts) with :func:`place`, and draw them; returns them
+    in picture pixels, ``index`` taken from ``rows``."""
+    width, height, top = raster
+    drawn = []
+    for p in place(px, py, texts, width, height, size, limit):
+        box = (p.box[0], p.box[1] + top, p.box[2], p.box[3] + top)
+        draw_text(draw, (box[0] + 2, box[1] + 2), p.text, size, fill="#111111")
+        drawn.append(Label(int(rows[p.index]), p.text, p.px, p.py + top, box))
+    return drawn
+
+
+def outline(draw: ImageDraw.ImageDraw, boxes: list[tuple[str, tuple[float, ...]]],
+            size: int) -> None:
+    """Each (name, pixel box (x0, y0, x1, y1)) outlined in black, its name above it."""
+    for name, (x0, y0, x1, y1) in boxes:
+        draw.rectangle((x0, y0, x1, y1), outline="#000000", width=2)
+        _, ascent, descent = measure(name, size)
+        draw_text(draw, (x0 + 2, y0 - ascent - descent - 4), name, size, stroke=2)
+
+
+def legend(draw: ImageDraw.ImageDraw, rows: list[tuple[str, str]], size: int,
+           title: str) -> None:
+    """A boxed title in the top-left corner over one (text, colour) swatch per row."""
+    line = size + 6
+    w = max([measure(title, size)[0] + 12]
+            + [measure(text, size)[0] + size + 24 for text, _ in rows])
+    draw.rectangle((8, 8, 8 + w, 16 + line * (len(rows) + 1)), fill="#ffffffdd",
+                   outline="#999999")
+    draw_text(draw, (14, 12), title, size)
+    for i, (text, colour) in enumerate(rows, start=1):
+        y = 12 + i * line
+        draw.rectangle((14, y + 3, 14 + size - 4, y + size - 1), fill=colour)
+        draw_text(draw, (18 + size, y), text, size)
+
+
+def colour_bar(draw: ImageDraw.ImageDraw, colours: list[tuple[int, int, int]],
+               ends: tuple[str, str], size: int, title: str, note: str = "",
+               origin: tuple[int, int] = (8, 8)) -> tuple[int, int, int, int]:
+    """A boxed title over a horizontal bar of ``colours`` (a pixel column each) with
+    ``ends`` written under its two ends, then ``note``; returns the bar's pixel box
+    (x0, y0, x1, y1)."""
+    x, y = origin
+    line = size + 6
+    w = max(len(colours), measure(title, size)[0], measure(note, size)[0]) + 12
+    rows = 3 + bool(note)
+    draw.rectangle((x, y, x + w, y + 8 + line * rows), fill="#ffffffdd", outline="#999999")
+    draw_text(draw, (x + 6, y + 4), title, size)
+    bar = (x + 6, y + 4 + line, x + 6 + len(colours), y + 4 + line + size)
+    for i, colour in enumerate(colours):
+        draw.line((bar[0] + i, bar[1], bar[0] + i, bar[3]), fill=colour)
+    draw_text(draw, (bar[0], bar[3] + 2), ends[0], size)
+    draw_text(draw, (bar[2] - measure(ends[1], size)[0], bar[3] + 2), ends[1], size)
+    if note:
+        draw_text(draw, (x + 6, y + 4 + line * 3), note, size)
+    return bar
 
 
 def any_overlap(labels: list[Label]) -> bool:

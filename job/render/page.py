@@ -122,8 +122,9 @@ def _regions(fig: Any, regions: list[Region]) -> None:
 
     if not regions:
         return
-    src = ColumnDataSource({"left": [r.x0 for r in regions], "right": [r.x1 for r in regions],
-                            "bottom": [r.y0 for r in regions], "top": [r.y1 for r in regions],
+    boxes = [r.box for r in regions]
+    src = ColumnDataSource({"left": [b.x0 for b in boxes], "right": [b.x1 for b in boxes],
+                            "bottom": [b.y0 for b in boxes], "top": [b.y1 for b in boxes],
                             "name": [r.name for r in regions]})
     fig.quad(left="left", right="right", bottom="bottom", top="top", source=src,
              fill_alpha=0, line_color="black", line_width=1.5, line_dash="dashed")

@@ -46,8 +46,9 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str 
     with seconds per part. ``model`` (its label) heads every title; ``near``, the run's
     neighbours table when this run made it (else the page reads ``neighbours.parquet``)."""
     seconds: dict[str, float] = {}
+    listed = _page_neighbours(cfg, folder, near) if cfg.html else None
     start = time.perf_counter()
-    regions = zooms.resolve(table, cfg)
+    regions, skipped = zooms.resolve(table, cfg), zooms.skipped(table, cfg)
     image, _ = raster.overview(table, regions, cfg, model)
     _save_png(image, folder / "overview.png")
     seconds["overview"] = time.perf_counter() - start
@@ -77,7 +78,7 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str 
 
         start = time.perf_counter()
         facts["page_bytes"] = page.write(table, cfg, regions, folder / "map.html",
-                                         _page_neighbours(cfg, folder, near), model)["bytes"]
+                                         listed, model)["bytes"]
         seconds["page"] = time.perf_counter() - start
         files.append("map.html")
     if stale := remove_stale(folder, files):
@@ -85,7 +86,7 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str 
     seconds = {k: round(v, 2) for k, v in seconds.items()}
     log.info("rendered in %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     return {"color_by": cfg.color_by, "zooms": drawn, "files": files, "seconds": seconds,
-            "skipped_zooms": zooms.skipped(table, cfg), **facts}
+            "skipped_zooms": skipped, **facts}
 
 
 def _page_neighbours(cfg: RenderConfig, folder: Path, near: pd.DataFrame | None,
@@ -117,8 +118,8 @@ def font_facts(texts: list[str]) -> dict[str, Any]:
 def page_view(region: Region, table: pd.DataFrame) -> str:
     """The link that opens ``map.html`` on ``region`` (coloured by the under-trained score for
     its own zoom), e.g. ``map.html#color=undertrained&view=1.5,-3,12``."""
-    cx, cy = (region.x0 + region.x1) / 2, (region.y0 + region.y1) / 2
-    width = max(region.x1 - region.x0, region.y1 - region.y0)
+    cx, cy = region.box.centre
+    width = max(region.box.size)
     colour = ("color=undertrained&" if region.name == zooms.UNDERTRAINED
               and zooms.UNDERTRAINED in table else "")
     return f"map.html#{colour}view={cx:.6g},{cy:.6g},{width:.6g}"
@@ -160,6 +161,16 @@ def up_to_date(folder: Path, stored: dict[str, Any], state: dict[str, str]) -> b
         return False
     return all((folder / name).is_file() and (folder / name).stat().st_size == size
                for name, size in stored["files"].items())
+
+
+def render_recorded(table: pd.DataFrame, cfg: RenderConfig, folder: Path,
+                    state: dict[str, Any], model: str = "", near: pd.DataFrame | None = None,
+                    ) -> dict[str, Any]:
+    """:func:`render_all`, and what the manifest records of it: ``rendered`` and
+    ``render_state`` (``state``, from :func:`render_state`, with each picture's size)."""
+    drawn = render_all(table, cfg, folder, model=model, near=near)
+    return {"rendered": drawn,
+            "render_state": state | {"files": file_sizes(folder, drawn["files"])}}
 
 
 def file_sizes(folder: Path, files: list[str]) -> dict[str, int]:

@@ -7,6 +7,7 @@ so an aggregate can be recoloured without re-binning and tests can check its cou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from job.config import ConfigError, RenderConfig
 from job.render import labels as lab
+from job.render.box import Box
 from job.render.zooms import Region
 
 # Fixed colours for the token categories; other colourings take the glasbey palette.
@@ -31,19 +33,25 @@ BAR_WIDTH = 220
 
 @dataclass(frozen=True)
 class Canvas:
-    """Map-coordinate ranges and the picture size they are drawn on."""
+    """A box of the map and the picture size it is drawn on."""
 
-    x0: float
-    x1: float
-    y0: float
-    y1: float
+    box: Box
     width: int
     height: int
 
     def to_pixels(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        px = (x - self.x0) / (self.x1 - self.x0) * self.width
-        py = (self.y1 - y) / (self.y1 - self.y0) * self.height
+        b = self.box
+        px = (x - b.x0) / (b.x1 - b.x0) * self.width
+        py = (b.y1 - y) / (b.y1 - b.y0) * self.height
         return px, py
+
+    def datashader(self) -> Any:
+        """The ``datashader.Canvas`` of the same ranges and size."""
+        import datashader as ds
+
+        b = self.box
+        return ds.Canvas(plot_width=self.width, plot_height=self.height,
+                         x_range=(b.x0, b.x1), y_range=(b.y0, b.y1))
 
 
 def full_canvas(table: pd.DataFrame, width: int, height: int, pad: float = 0.02) -> Canvas:
@@ -52,8 +60,8 @@ def full_canvas(table: pd.DataFrame, width: int, height: int, pad: float = 0.02)
     cx, cy = (x.min() + x.max()) / 2, (y.min() + y.max()) / 2
     half = max(x.max() - x.min(), y.max() - y.min(), 1e-6) * (0.5 + pad)
     aspect = width / height
-    return Canvas(cx - half * max(aspect, 1), cx + half * max(aspect, 1),
-                  cy - half / min(aspect, 1), cy + half / min(aspect, 1), width, height)
+    hx, hy = half * max(aspect, 1), half / min(aspect, 1)
+    return Canvas(Box(cx - hx, cx + hx, cy - hy, cy + hy), width, height)
 
 
 def colour_key(table: pd.DataFrame, column: str) -> dict[str, str]:
@@ -103,9 +111,7 @@ def aggregate_max(frame: pd.DataFrame, canvas: Canvas, column: str):
     point falls)."""
     import datashader as ds
 
-    cvs = ds.Canvas(plot_width=canvas.width, plot_height=canvas.height,
-                    x_range=(canvas.x0, canvas.x1), y_range=(canvas.y0, canvas.y1))
-    return cvs.points(frame, "x", "y", agg=ds.max(column))
+    return canvas.datashader().points(frame, "x", "y", agg=ds.max(column))
 
 
 def shade_scale(agg, span: tuple[float, float], spread: int) -> Image.Image:
@@ -128,26 +134,15 @@ def scale_colour(value: float, span: tuple[float, float]) -> tuple[int, int, int
     return tuple(int(round(v)) for v in a + (b - a) * (t - i))
 
 
-def colour_bar(draw: ImageDraw.ImageDraw, span: tuple[float, float], size: int, title: str,
-               note: str = "", origin: tuple[int, int] = (8, 8)) -> tuple[int, int, int, int]:
-    """A boxed title, a horizontal colour bar over ``span`` and its end values; returns the
-    bar's pixel box (x0, y0, x1, y1)."""
-    x, y = origin
-    line = size + 6
-    w = max(BAR_WIDTH, lab.measure(title, size)[0], lab.measure(note, size)[0]) + 12
-    rows = 3 + bool(note)
-    draw.rectangle((x, y, x + w, y + 8 + line * rows), fill="#ffffffdd", outline="#999999")
-    lab.draw_text(draw, (x + 6, y + 4), title, size)
-    bar = (x + 6, y + 4 + line, x + 6 + BAR_WIDTH, y + 4 + line + size)
-    for i in range(BAR_WIDTH):
-        value = span[0] + (span[1] - span[0]) * i / (BAR_WIDTH - 1)
-        draw.line((bar[0] + i, bar[1], bar[0] + i, bar[3]), fill=scale_colour(value, span))
-    lab.draw_text(draw, (bar[0], bar[3] + 2), f"{span[0]:.2f}", size)
-    hi = f"{span[1]:.2f}"
-    lab.draw_text(draw, (bar[2] - lab.measure(hi, size)[0], bar[3] + 2), hi, size)
-    if note:
-        lab.draw_text(draw, (x + 6, y + 4 + line * 3), note, size)
-    return bar
+def bar_colours(span: tuple[float, float]) -> list[tuple[int, int, int]]:
+    """A colour bar's ``BAR_WIDTH`` columns, from ``span[0]`` to ``span[1]``."""
+    return [scale_colour(span[0] + (span[1] - span[0]) * i / (BAR_WIDTH - 1), span)
+            for i in range(BAR_WIDTH)]
+
+
+def bar_ends(span: tuple[float, float]) -> tuple[str, str]:
+    """The values written under a colour bar's two ends."""
+    return f"{span[0]:.2f}", f"{span[1]:.2f}"
 
 
 def _scale_note(table: pd.DataFrame, column: str) -> str:
@@ -161,9 +156,7 @@ def aggregate(frame: pd.DataFrame, canvas: Canvas, column: str):
     """Counts per pixel and category (``xarray.DataArray`` of shape (H, W, categories))."""
     import datashader as ds
 
-    cvs = ds.Canvas(plot_width=canvas.width, plot_height=canvas.height,
-                    x_range=(canvas.x0, canvas.x1), y_range=(canvas.y0, canvas.y1))
-    return cvs.points(frame, "x", "y", agg=ds.count_cat(column))
+    return canvas.datashader().points(frame, "x", "y", agg=ds.count_cat(column))
 
 
 def shade(agg, key: dict[str, str], spread: int, min_alpha: int = 90) -> Image.Image:
@@ -174,21 +167,6 @@ def shade(agg, key: dict[str, str], spread: int, min_alpha: int = 90) -> Image.I
         img = tf.spread(img, px=spread)
     img = tf.set_background(img, BACKGROUND)
     return img.to_pil().convert("RGB")
-
-
-def _legend(draw: ImageDraw.ImageDraw, key: dict[str, str], counts: dict[str, int],
-            size: int, title: str) -> None:
-    rows = [(c, key[c]) for c in key if counts.get(c, 0)]
-    line = size + 6
-    w = max([lab.measure(title, size)[0] + 12]
-            + [lab.measure(f"{c} ({counts[c]:,})", size)[0] + size + 24 for c, _ in rows])
-    draw.rectangle((8, 8, 8 + w, 16 + line * (len(rows) + 1)), fill="#ffffffdd",
-                   outline="#999999")
-    lab.draw_text(draw, (14, 12), title, size)
-    for i, (c, colour) in enumerate(rows, start=1):
-        y = 12 + i * line
-        draw.rectangle((14, y + 3, 14 + size - 4, y + size - 1), fill=colour)
-        lab.draw_text(draw, (18 + size, y), f"{c} ({counts[c]:,})", size)
 
 
 def heading(model: str, n: int) -> str:
@@ -207,35 +185,36 @@ def overview(table: pd.DataFrame, regions: list[Region], cfg: RenderConfig, mode
         span = colour_span(frame[cfg.color_by].to_numpy())
         agg = aggregate_max(frame, canvas, cfg.color_by)
         img = shade_scale(agg, span, spread=1)
+        note = _scale_note(table, cfg.color_by)
     else:
         frame = categorical(table, cfg.color_by)
         agg = aggregate(frame, canvas, cfg.color_by)
         key = colour_key(frame, cfg.color_by)
         img = shade(agg, key, spread=1)
-    draw = ImageDraw.Draw(img, "RGBA")
+        counts = frame[cfg.color_by].value_counts()
+        rows = [(f"{c} ({counts[c]:,})", colour) for c, colour in key.items() if counts.get(c)]
+    boxes = []
     for region in regions:
-        (px0, px1), (py1, py0) = canvas.to_pixels(np.array([region.x0, region.x1]),
-                                                  np.array([region.y0, region.y1]))
-        draw.rectangle((px0, py0, px1, py1), outline="#000000", width=2)
-        _, ascent, descent = lab.measure(region.name, cfg.font_size)
-        lab.draw_text(draw, (px0 + 2, py0 - ascent - descent - 4), region.name,
-                      cfg.font_size, stroke=2)
+        b = region.box
+        (px0, px1), (py1, py0) = canvas.to_pixels(np.array([b.x0, b.x1]), np.array([b.y0, b.y1]))
+        boxes.append((region.name, (px0, py0, px1, py1)))
     title = f"{heading(model, len(table))} by {cfg.color_by}"
+    draw = ImageDraw.Draw(img, "RGBA")
+    lab.outline(draw, boxes, cfg.font_size)
     if continuous:
-        colour_bar(draw, span, cfg.font_size, title, _scale_note(table, cfg.color_by))
-        return img, agg
-    counts = frame[cfg.color_by].value_counts().to_dict()
-    _legend(draw, key, {str(k): int(v) for k, v in counts.items()}, cfg.font_size, title)
+        lab.colour_bar(draw, bar_colours(span), bar_ends(span), cfg.font_size, title, note)
+    else:
+        lab.legend(draw, rows, cfg.font_size, title)
     return img, agg
 
 
 def zoom_canvas(region: Region, width: int, height: int) -> Canvas:
     """The region centred on a ``width`` x ``height`` canvas, square in map units: the
     shorter side's range is widened, so every point of the region is on the canvas."""
-    scale = min(width / (region.x1 - region.x0), height / (region.y1 - region.y0))
-    cx, cy = (region.x0 + region.x1) / 2, (region.y0 + region.y1) / 2
+    (span_x, span_y), (cx, cy) = region.box.size, region.box.centre
+    scale = min(width / span_x, height / span_y)
     hx, hy = width / scale / 2, height / scale / 2
-    return Canvas(cx - hx, cx + hx, cy - hy, cy + hy, width, height)
+    return Canvas(Box(cx - hx, cx + hx, cy - hy, cy + hy), width, height)
 
 
 def title_band(font_size: int) -> int:
@@ -275,37 +254,33 @@ def draw_zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig, model: str
     band = title_band(cfg.font_size)
     canvas = zoom_canvas(region, cfg.zoom_width, cfg.zoom_height - band)
     img = Image.new("RGB", (cfg.zoom_width, cfg.zoom_height), BACKGROUND)
-    span = None
+    bar = None
     if is_continuous(table, cfg.color_by):
         # the scale of the whole map, so a colour means the same in every zoom
         span = colour_span(table[cfg.color_by].to_numpy())
         agg = aggregate_max(table[["x", "y", cfg.color_by]], canvas, cfg.color_by)
         img.paste(shade_scale(agg, span, spread=3), (0, band))
+        bar = bar_colours(span), bar_ends(span)
     else:
         frame = categorical(table, cfg.color_by)
         agg = aggregate(frame, canvas, cfg.color_by)
         # a zoom's points are few and mostly one per pixel: draw them nearly opaque
         img.paste(shade(agg, colour_key(frame, cfg.color_by), spread=3, min_alpha=220),
                   (0, band))
-    x, y = table["x"].to_numpy(), table["y"].to_numpy()
-    shown = (x >= canvas.x0) & (x <= canvas.x1) & (y >= canvas.y0) & (y <= canvas.y1)
+    shown = canvas.box.contains(table["x"].to_numpy(), table["y"].to_numpy())
     sub = table[shown]
     px, py = canvas.to_pixels(sub["x"].to_numpy(), sub["y"].to_numpy())
-    placed = lab.place(px, py, sub["display"].astype(str).tolist(), canvas.width,
-                       canvas.height, cfg.font_size, cfg.max_labels)
-    draw = ImageDraw.Draw(img, "RGBA")
-    labels = []
-    for p in placed:
-        box = (p.box[0], p.box[1] + band, p.box[2], p.box[3] + band)
-        lab.draw_text(draw, (box[0] + 2, box[1] + 2), p.text, cfg.font_size, fill="#111111")
-        labels.append(lab.Label(int(sub.index[p.index]), p.text, p.px, p.py + band, box))
     points = int(shown.sum())
+    draw = ImageDraw.Draw(img, "RGBA")
+    labels = lab.draw_labels(draw, px, py, sub["display"].astype(str).tolist(),
+                             sub.index.to_numpy(), (canvas.width, canvas.height, band),
+                             cfg.font_size, cfg.max_labels)
     title = (f"{heading(model, len(table))} · {region.name}: {points:,} shown, "
              f"{len(labels)} labelled")
     draw.line((0, band - 1, cfg.zoom_width, band - 1), fill="#cccccc")
     lab.draw_text(draw, (8, 5), title, cfg.font_size + 2)
-    if span is not None:  # the colour bar in the bottom-left corner
+    if bar is not None:  # the colour bar in the bottom-left corner
         height = 8 + (cfg.font_size + 6) * 3
-        colour_bar(draw, span, cfg.font_size, cfg.color_by,
-                   origin=(8, cfg.zoom_height - height - 8))
+        lab.colour_bar(draw, *bar, cfg.font_size, cfg.color_by,
+                       origin=(8, cfg.zoom_height - height - 8))
     return ZoomPicture(img, labels, points, title)

@@ -12,6 +12,7 @@ import pandas as pd
 from job.config import RenderConfig, ZoomConfig
 from job.errors import VocabmapError
 from job.render import labels
+from job.render.box import Box
 from job.tokens import PLACEHOLDER, matches
 
 log = logging.getLogger(__name__)
@@ -23,27 +24,23 @@ class ZoomError(VocabmapError, ValueError):
 
 @dataclass(frozen=True)
 class Region:
+    """A named box to zoom on, and how it was chosen."""
+
     name: str
-    x0: float
-    x1: float
-    y0: float
-    y1: float
+    box: Box
     how: str  # "box", "anchor:<text>" or "auto"
 
-    def contains(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return (x >= self.x0) & (x <= self.x1) & (y >= self.y0) & (y <= self.y1)
-
     def as_dict(self) -> dict[str, object]:
-        return {"name": self.name, "box": [self.x0, self.x1, self.y0, self.y1], "how": self.how}
+        return {"name": self.name, "box": self.box.as_list(), "how": self.how}
 
 
-def _window(x: np.ndarray, y: np.ndarray, cx: float, cy: float, n: int) -> tuple[float, ...]:
+def window(x: np.ndarray, y: np.ndarray, cx: float, cy: float, n: int) -> Box:
     """A square centred on (cx, cy) just large enough to hold its ``n`` nearest points."""
     d = np.maximum(np.abs(x - cx), np.abs(y - cy))
     n = min(n, len(d))
     half = float(np.partition(d, n - 1)[n - 1]) * 1.05 if n else 1.0
     half = max(half, 1e-3)
-    return cx - half, cx + half, cy - half, cy + half
+    return Box.around(cx, cy, half, half)
 
 
 def find_anchor(table: pd.DataFrame, text: str) -> int:
@@ -95,8 +92,8 @@ def auto_regions(x: np.ndarray, y: np.ndarray, k: int, n: int = 60, bins: int = 
     taken = np.zeros_like(smooth, dtype=bool)
     centres_x, centres_y = (xe[:-1] + xe[1:]) / 2, (ye[:-1] + ye[1:]) / 2
     for r in avoid:
-        taken |= np.outer((centres_x >= r.x0) & (centres_x <= r.x1),
-                          (centres_y >= r.y0) & (centres_y <= r.y1))
+        taken |= np.outer((centres_x >= r.box.x0) & (centres_x <= r.box.x1),
+                          (centres_y >= r.box.y0) & (centres_y <= r.box.y1))
     regions: list[Region] = []
     sep = max(2, bins // 8)
     for flat in np.argsort(smooth, axis=None)[::-1]:
@@ -111,13 +108,12 @@ def auto_regions(x: np.ndarray, y: np.ndarray, k: int, n: int = 60, bins: int = 
             cx, cy = float(np.median(x[in_bin])), float(np.median(y[in_bin]))
         else:
             cx, cy = (xe[i] + xe[i + 1]) / 2, (ye[j] + ye[j + 1]) / 2
-        box = _window(x, y, cx, cy, n)
+        box = window(x, y, cx, cy, n)
         name = f"auto{len(regions) + 1}"
         if names is not None:
-            central = int(np.argmin(np.hypot(x - (box[0] + box[1]) / 2,
-                                             y - (box[2] + box[3]) / 2)))
+            central = int(np.argmin(np.hypot(x - box.centre[0], y - box.centre[1])))
             name += "_" + names[central]
-        regions.append(Region(name, *box, how="auto"))
+        regions.append(Region(name, box, how="auto"))
     return regions
 
 
@@ -140,8 +136,7 @@ def undertrained_region(table: pd.DataFrame, keep: np.ndarray, top: int,
     found = auto_regions(x, y, 1, n=min(60, len(best)), bins=16)
     if not found:
         return None
-    r = found[0]
-    return Region(UNDERTRAINED, float(r.x0), float(r.x1), float(r.y0), float(r.y1),
+    return Region(UNDERTRAINED, Box(*map(float, found[0].box.as_list())),
                   how=f"undertrained:top{top}")
 
 
@@ -203,8 +198,8 @@ def resolve(table: pd.DataFrame, cfg: RenderConfig) -> list[Region]:
 
 def _configured(table: pd.DataFrame, x: np.ndarray, y: np.ndarray, z: ZoomConfig) -> Region:
     if z.box:
-        return Region(z.name, *z.box, how="box")
+        return Region(z.name, Box(*z.box), how="box")
     row = find_anchor(table, z.anchor)
     pos = table.index.get_loc(row)
-    return Region(z.name, *_window(x, y, float(x[pos]), float(y[pos]), z.neighbours),
+    return Region(z.name, window(x, y, float(x[pos]), float(y[pos]), z.neighbours),
                   how=f"anchor:{z.anchor}")
