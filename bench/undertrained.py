@@ -18,8 +18,8 @@ scoring those same rows would be circular: each split puts a random half of them
 reference and evaluates the other half. The *tuning* split (seed 0: its unused halves, its
 planted rows and their draws) is where the score's form was chosen (which indicators, how
 combined); the *evaluation* split (seed 2: other halves, other planted rows, other draws) was
-run once the form was fixed, and is what the README reports. (Seed 1 evaluated a first form,
-max(z_dir, z_norm) without the logarithm: 0.790 on the planted rows; the logarithm was then
+run once the form was fixed, and is what docs/undertrained.md reports. (Seed 1 evaluated a first
+form, max(z_dir, z_norm) without the logarithm: 0.790 on the planted rows; the logarithm was then
 chosen on the tuning split, so the evaluation moved to a fresh seed.) The planted rows are drawn
 from latin word rows, and their precision is measured among the latin word rows: the rows
 they hide among carry the same category and script, so no label can find them.

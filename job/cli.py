@@ -195,6 +195,17 @@ def _flags(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS)
                         help="on an error, also print the traceback (implies -v)")
 
 
+class _Version(argparse.Action):
+    """``--version``: the version, and the git revision when run from a checkout."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from job import __version__, rundir
+
+        revision = rundir.git_revision()
+        print(f"vocabmap {__version__}" + (f" (git {revision})" if revision else ""))
+        parser.exit()
+
+
 def _arg(*names: str, **options: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
     return names, options
 
@@ -257,6 +268,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vocabmap", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     _flags(p, default=False)
+    p.add_argument("--version", action=_Version, nargs=0,
+                   help="print the version (and the git revision of a checkout) and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, about, func, arguments in _commands():
         command = sub.add_parser(name, help=about)

@@ -74,7 +74,7 @@ class LayoutConfig:
 
     The iteration counts were tuned on the embedded default (30,522 tokens): with the
     learning rate N / exaggeration per phase, 125 + 250 iterations keep as many neighbours
-    as 250 + 500 at N / 12 did, in half the time (README, "Speed and the GPU path").
+    as 250 + 500 at N / 12 did, in half the time (docs/benchmarks.md).
     """
 
     backend: Literal["auto", "opentsne", "cuml", "sklearn"] = "auto"

@@ -16,7 +16,7 @@ see the tile's device, else ``argpartition`` of the array's own module.
 centred (distances do not change) and each is scaled to ±127 and rounded; the int8 products
 are summed exactly in int32 (VNNI / AMX instructions, ``torch._int_mm``) and scaled back. On
 this project's 2-core AMD EPYC that is about 8 times the float32 throughput, and the dot
-products of unit rows are off by about 1e-4 at 5,120 dimensions (README), so a neighbour near
+products of unit rows are off by about 1e-4 at 5,120 dimensions (docs/speed.md), so a neighbour near
 the k-th place can swap with the next one; job/search.py decides when that trade is
 worth it and the quality stage measures the recall.
 """

@@ -34,10 +34,11 @@ arrays the stage holds, counted from the code (:func:`stage_arrays`), times 1.05
 The constants are the larger of what two runs held beyond those terms: the embedded default
 (30,522 × 384, where the arrays are tens of MiB) and a 65,536 × 2,048 bf16 model built by
 bench/scaling.py's code (their residuals differed by 2 to 71 MiB per stage); the 131,072 ×
-5,120 benchmark was left out of the fit and is the check (README, "The memory check", has
+5,120 benchmark was left out of the fit and is the check (docs/speed.md, "The memory check", has
 the figures). The GPU path's device estimate is the rows three times (the matrix, the kNN
-tiles and lists, as the README's measured device peaks show, and cuML's column-major copy
-for its PCA initialisation) plus the affinities; it was not measured with this check.
+tiles and lists, as the device peaks measured in docs/benchmarks.md show, and cuML's
+column-major copy for its PCA initialisation) plus the affinities; it was not measured
+with this check.
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ def stage_peaks(job: Job, in_place: bool = False) -> dict[str, float]:
 
 def device_estimate(job: Job) -> float:
     """Estimated peak device memory (MiB) of the GPU path: the rows, the kNN tiles and
-    lists (about as much again: README, "Speed and the GPU path"), cuML's column-major copy
+    lists (about as much again: docs/benchmarks.md, "GPU"), cuML's column-major copy
     of the rows for its PCA initialisation, and its affinities."""
     rows = job.rows * job.dims * 4 / MIB
     affinities = job.rows * job.neighbours * AFFINITY_BYTES_PER_ENTRY / MIB

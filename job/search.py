@@ -9,8 +9,9 @@ file, ``compare`` and its aligned layouts) goes through a :class:`Search` made b
 The exact search costs about N² · d multiply-adds (half of them, by symmetry). On the
 embedded default (30,522 × 384) that is a few seconds; on a 131,072 × 5,120 vocabulary it
 was 85 % of a 462 s job on 2 cores. int8 products (job/knn.py) keep the same blocked search
-and give up only the order of near-ties (README, "Neighbour search at scale", for the
-measured time and recall). The GPU path stays exact: there the search takes seconds.
+and give up only the order of near-ties (docs/speed.md, "Neighbour search at scale",
+and docs/benchmarks.md, for the measured time and recall). The GPU path stays exact: there
+the search takes seconds.
 """
 
 from __future__ import annotations

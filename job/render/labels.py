@@ -3,7 +3,7 @@ text, token labels placed without overlaps, and the boxed legend, colour bar and
 names.
 
 Every font comes from a pip package, so labels render the same on a cluster node with no
-fonts installed and no network (README, "Pictures"). Tried in this order, per character
+fonts installed and no network (docs/page.md). Tried in this order, per character
 cluster (a base character with its combining marks, or an emoji sequence):
 
 1. IPAexGothic (``matplotlib-fontja``): Latin, kana, Japanese and most Chinese Han.
