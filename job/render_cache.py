@@ -47,7 +47,7 @@ def rerender(folder: Path, render: RenderConfig) -> list[str]:
     with rundir.claim(folder):
         table = runread.layout(folder)
         manifest = Manifest.read_if_any(folder)
-        label = manifest.model.label if manifest else ""
+        label = manifest.model.title if manifest else ""
         part = render_pictures(table, render, folder, force=True, model=label)
         if manifest:  # record what the pictures now show
             data = manifest.data | part
