@@ -266,8 +266,9 @@ class _Read:
 
 
 def _read_safetensors(folder: Path, files: dict[str, Path], n_rows: int, kind: str,
-                      before_read: weights.BeforeRead | None) -> _Read:
-    """The ``kind`` matrix (and an untied model's other one) of safetensors weights."""
+                      before_read: weights.BeforeRead | None, both: bool) -> _Read:
+    """The ``kind`` matrix (and with ``both`` an untied model's other one) of safetensors
+    weights."""
     names = list(files)
     head = unembedding.locate(folder, names)
     input_name = weights.embedding_tensor_name(folder, names)
@@ -275,7 +276,7 @@ def _read_safetensors(folder: Path, files: dict[str, Path], n_rows: int, kind: s
     matrix, stored, dtype, name = weights.read_safetensors(folder, n_rows, before_read, wanted)
     other_name = None if head.tied else input_name if kind == "output" else head.tensor
     other = None
-    if other_name:
+    if other_name and both:
         other = weights.read_safetensors(folder, n_rows, before_read, other_name)[0]
     bias = weights.read_bias(folder, head.bias) if head.bias else None
     return _Read(matrix, stored, dtype, name, "safetensors", head, other, bias)
@@ -301,18 +302,21 @@ def _read_automodel(folder: Path, n_rows: int, kind: str) -> _Read:
     return _Read(matrix, stored, dtype, name, "automodel", head, output, bias)
 
 
-def load(spec: ModelConfig, before_read: weights.BeforeRead | None = None) -> Embeddings:
+def load(spec: ModelConfig, before_read: weights.BeforeRead | None = None,
+         both: bool = True) -> Embeddings:
     """Read the full ``spec.matrix`` matrix (input embeddings or unembedding) and the
     tokenizer of one model; ``before_read(rows, dims)`` runs before a safetensors matrix is
-    allocated (the memory check)."""
+    allocated (the memory check). ``both``: also read an untied model's other matrix
+    (``Embeddings.other``, for the under-trained score); false reads one matrix only."""
     folder, revision = resolve(spec)
     tokenizer = load_tokenizer(folder)
     n_rows = tokenizer_rows(tokenizer)
     files = weights.tensor_files(folder)
     if files is None:
         read = _read_automodel(folder, n_rows, spec.matrix)
+        read.other = read.other if both else None
     else:
-        read = _read_safetensors(folder, files, n_rows, spec.matrix, before_read)
+        read = _read_safetensors(folder, files, n_rows, spec.matrix, before_read, both)
     _check_rows(read, n_rows, folder)
     matrix, name, dtype = read.matrix, read.name, read.dtype
     log.info("read %s %s (%s, %d x %d) via %s", folder.name, name, dtype, *matrix.shape,

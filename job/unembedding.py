@@ -10,6 +10,8 @@ checkpoint names, as transformers' modelling code calls the module that
 - ``embed_out.weight``: GPT-NeoX, Pythia
 - ``output.weight``: Meta's original LLaMA / Mistral checkpoints, InternLM2
 - ``output_layer.weight``: ChatGLM
+- ``ff_out.weight``: OLMo 1 (``hf_olmo``, config key ``weight_tying`` instead of
+  ``tie_word_embeddings``; magikarp's ``model.py`` reads it so too)
 - ``lm_head.decoder.weight``: RoBERTa, XLM-R (tied)
 - ``cls.predictions.decoder.weight``: BERT (tied)
 - ``generator_lm_head.weight``: ELECTRA's generator (tied)
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 # many layer names (``attention.output.weight``), so it matches only at the top level.
 OUTPUT_NAMES = ("lm_head.weight", "embed_out.weight", "lm_head.decoder.weight",
                 "cls.predictions.decoder.weight", "generator_lm_head.weight",
-                "pred_layer.proj.weight", "output_layer.weight")
+                "pred_layer.proj.weight", "output_layer.weight", "transformer.ff_out.weight")
 TOP_LEVEL_NAMES = ("output.weight", "model.output.weight")
 BIAS_NAMES = ("lm_head.bias", "embed_out.bias", "lm_head.decoder.bias", "cls.predictions.bias",
               "cls.predictions.decoder.bias", "generator_lm_head.bias", "pred_layer.proj.bias",
@@ -51,15 +53,16 @@ class Head:
 
 
 def config_ties(folder: Path) -> bool | None:
-    """``tie_word_embeddings`` of the folder's config.json (or its text config), None when
-    the config does not say."""
+    """``tie_word_embeddings`` (OLMo 1: ``weight_tying``) of the folder's config.json or its
+    text config, None when the config does not say."""
     try:
         data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     for table in (data, data.get("text_config") or {}):
-        if isinstance(table, dict) and isinstance(table.get("tie_word_embeddings"), bool):
-            return bool(table["tie_word_embeddings"])
+        for key in ("tie_word_embeddings", "weight_tying"):
+            if isinstance(table, dict) and isinstance(table.get(key), bool):
+                return bool(table[key])
     return None
 
 

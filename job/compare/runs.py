@@ -163,7 +163,7 @@ def load_vectors(run: Run, keys: set[str], full: bool = False) -> None:
         return
     path, matrix = run.manifest.model.path, run.manifest.model.matrix
     try:
-        emb = source.load(ModelConfig(id=path, matrix=matrix))
+        emb = source.load(ModelConfig(id=path, matrix=matrix), both=False)
     except (VocabmapError, OSError) as err:  # e.g. a .bin model and no torch
         run.vectors_error = f"could not re-read {path}: {err}"
         log.warning("%s: %s", run.label, run.vectors_error)
