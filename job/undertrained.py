@@ -17,15 +17,22 @@ alone, on the whole vocabulary matrix:
   weight decay shrinks it towards zero, so a small L2 norm marks it.
 
 The paper computes the direction indicator on the unembedding matrix (the same matrix as
-the input embeddings in a tied model) and the norm on untied input embeddings. vocabmap maps
-the input matrix and cannot always tell whether it is tied (an encoder checkpoint such as the
-embedded default saves no output head), so it computes both on the input matrix and keeps
-the stronger: each indicator is turned into a robust z-score over the whole vocabulary
+the input embeddings in a tied model) and the norm on untied input embeddings (magikarp
+``model.py``: for an untied model ``E_in L2 Norm`` comes first, then the ``E_out``
+distances). vocabmap computes both indicators on the input matrix and keeps the stronger:
+each indicator is turned into a robust z-score over the whole vocabulary
 (``(value − median) / (1.4826 · MAD)``, signed so that higher means more under-trained;
 the norm enters as its logarithm, since a row left at its initial scale is a factor off the
 trained rows, not an offset), and
 
     undertrained = max(z_direction, z_log_norm)
+
+An **untied** model (a separate output matrix, job/unembedding.py) is scored the same way
+on each matrix, input and output, and the score is the larger of the two
+(``Score.parts`` keeps each matrix's own): planted rows under-trained in the input only, the
+output only, or both are all flagged by the maximum, while either matrix alone misses the
+other's (docs/matrices.md, ``bench/matrices.py``). A tied model, or a checkpoint without an
+output head, keeps the input matrix's score.
 
 **Scale**: robust standard deviations beyond the typical token of this vocabulary on the
 more telling indicator: about 0 for an ordinary token, 3 or more is unusual. Values compare
