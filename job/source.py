@@ -68,7 +68,8 @@ class Embeddings:
         return model_name(self.model_id)
 
     def score_matrices(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """(input rows, output rows or None when tied): what the under-trained score reads."""
+        """(input rows, output rows or None when tied): what the under-trained score reads
+        (needs the other matrix of an untied model: :func:`load` with ``both``)."""
         if self.tied or self.other is None:
             return self.matrix, None
         return (self.matrix, self.other) if self.kind == "input" else (self.other, self.matrix)
