@@ -61,6 +61,7 @@ def _neighbour_pairs(folder: Path, pairs: list[tuple[int, int]], k: int = 10) ->
     return sum((a, b) in found for a, b in pairs)
 
 
+@pytest.mark.numeric
 def test_untied_output_map_shows_the_output_neighbours(twin: tuple[Path, list, list],
                                                        twin_runs: dict[str, Path]) -> None:
     """Tokens that are twins only in the output matrix are neighbours in the output map and
@@ -68,7 +69,8 @@ def test_untied_output_map_shows_the_output_neighbours(twin: tuple[Path, list, l
     _, out_twins, in_twins = twin
     assert _neighbour_pairs(twin_runs["output"], out_twins) == len(out_twins)
     assert _neighbour_pairs(twin_runs["input"], in_twins) == len(in_twins)
-    # independent random rows: a pair is among 10 of ~500 neighbours by chance (2 %)
+    # independent random rows: a pair is among 10 of ~500 neighbours by chance (2 %); seed
+    # set 0 found 0 and 0, and seed sets 1 and 2 pass
     assert _neighbour_pairs(twin_runs["input"], out_twins) <= 2
     assert _neighbour_pairs(twin_runs["output"], in_twins) <= 2
 
