@@ -58,7 +58,8 @@ def _check_model(model: ModelConfig, config: Config) -> str:
     rows, _ = select.select(table, config.tokens)
     zooms.check_required(table.iloc[rows].reset_index(drop=True), config.render)
     select.fit_perplexity(config.layout, len(rows))
-    return f"{len(table):,} tokens ({table.attrs['family']}), {len(rows):,} selected"
+    which = ", output matrix" if model.matrix == "output" else ""
+    return f"{len(table):,} tokens ({table.attrs['family']}), {len(rows):,} selected{which}"
 
 
 def check(config: Config, backend: bool = True) -> Report:

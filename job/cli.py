@@ -53,7 +53,8 @@ def _setup_logging(verbose: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from job import pipeline
 
-    cfg = config_mod.with_overrides(config_mod.load(args.config), args.model, args.out)
+    cfg = config_mod.with_overrides(config_mod.load(args.config), args.model, args.out,
+                                    args.matrix)
     models = cfg.models
     if args.index is not None:
         if not 0 <= args.index < len(models):
@@ -215,6 +216,8 @@ def _commands() -> list[tuple[str, str, Callable[[argparse.Namespace], int], lis
     run = [_arg("config", help="TOML config, e.g. configs/default.toml"),
            _arg("--model", help="hub id or local folder (overrides the config's models)"),
            _arg("--out", help="output folder for run directories (overrides output.dir)"),
+           _arg("--matrix", choices=("input", "output"), help="which matrix every model "
+                "maps: input embeddings or output (unembedding); overrides models[].matrix"),
            _arg("--index", type=int, help="run only the config's model number INDEX "
                 "(0-based; what a Slurm array task does)")]
     render = [_arg("run_dir"),

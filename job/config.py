@@ -40,6 +40,9 @@ class ModelConfig:
     # "input": the input-embedding matrix; "contextual": the model's output vectors averaged
     # per token over the corpus in [contextual]
     embeddings: Literal["input", "contextual"] = "input"
+    # which vocabulary matrix: "input" = the input embeddings; "output" = the unembedding
+    # (lm_head); a tied model maps the same rows either way (docs/matrices.md)
+    matrix: Literal["input", "output"] = "input"
 
 
 @dataclass(frozen=True)
@@ -310,6 +313,9 @@ def from_dict(data: dict[str, Any]) -> Config:
     if any(m.embeddings == "contextual" for m in config.models) and not config.contextual.corpus:
         raise ConfigError('models[].embeddings = "contextual" needs a corpus: set '
                           '[contextual] corpus = ["path/to/texts.txt"]')
+    if any(m.embeddings == "contextual" and m.matrix == "output" for m in config.models):
+        raise ConfigError('models[].matrix = "output" maps the unembedding rows, which a '
+                          'contextual run does not read; drop matrix or embeddings')
     _check_tokens(config.tokens)
     _check_zooms(config.render)
     return config
@@ -362,10 +368,17 @@ def load(path: str | Path) -> Config:
     return from_dict(data)
 
 
-def with_overrides(config: Config, model: str | None = None, out: str | None = None) -> Config:
-    """The config with ``--model`` / ``--out`` from the command line applied."""
+def with_overrides(config: Config, model: str | None = None, out: str | None = None,
+                   matrix: str | None = None) -> Config:
+    """The config with ``--model`` / ``--out`` / ``--matrix`` from the command line applied
+    (``--matrix`` sets every model's ``matrix``)."""
     if model:
         config = dataclasses.replace(config, models=(ModelConfig(id=model),))
+    if matrix:
+        models = [dataclasses.asdict(m) | {"matrix": matrix} for m in config.models]
+        checked = from_dict({"models": models, "contextual": dataclasses.asdict(
+            config.contextual)})
+        config = dataclasses.replace(config, models=checked.models)
     if out:
         config = dataclasses.replace(config, output=OutputConfig(dir=out))
     return config

@@ -22,6 +22,7 @@ from job import (
     reduce,
     render_cache,
     rundir,
+    runread,
     search,
     select,
     source,
@@ -86,8 +87,10 @@ def _select(emb: source.Embeddings, config: Config, stages: Stages,
                                    tokens.vocab_file_tokens(emb.path))
         vocabulary = table.attrs["vocabulary_checks"]
     with stages.stage("undertrained"):
+        own_input, output = emb.score_matrices()
         scored = undertrained.add_columns(
-            table, emb.matrix if input_matrix is None else input_matrix, emb.tokenizer)
+            table, own_input if input_matrix is None else input_matrix, emb.tokenizer, output)
+        emb.other = None  # read for the score only
     with stages.stage("select"):  # each stage is announced once
         vocabulary_table = table
         if occurrences is not None:
@@ -126,7 +129,9 @@ def _model_facts(emb: source.Embeddings, family: str, contextual_run: bool) -> d
             "stored_dtype": emb.stored_dtype, "read_by": emb.method,
             "tensor": emb.tensor_name, "padding_rows_dropped": emb.padding_rows,
             "padding_share": round(emb.padding_rows / (emb.matrix.shape[0]
-                                                       + emb.padding_rows), 4)}
+                                                       + emb.padding_rows), 4),
+            "matrix": emb.kind, "tied": emb.tied, "tied_why": emb.tied_why,
+            "output_bias": emb.bias}
 
 
 def layout_model(emb: source.Embeddings, config: Config, stages: Stages,
@@ -215,7 +220,8 @@ def run_model(model: ModelConfig, config: Config) -> Path:
             table, facts, near, ranked_rows = _make_layout(model, config, folder, stages)
         with stages.stage("render"):
             pictures_part = render_cache.render_pictures(
-                table, config.render, folder, model=facts["model"]["label"], near=near)
+                table, config.render, folder, near=near, model=runread.map_title(
+                    facts["model"]["label"], facts["model"].get("matrix", "input")))
         manifest = {
             **facts,  # includes layout_seconds: the stages that made the layout
             "config": config.to_dict() | {"models": [vars(model)]},
@@ -254,7 +260,8 @@ def _make_layout(model: ModelConfig, config: Config, folder: Path, stages: Stage
         contextual.check_corpus(config.contextual)  # before the model is loaded
     with stages.stage("load"):
         emb = source.load(model, before_read=_check_read)
-    input_matrix = emb.matrix  # the under-trained score reads the input embeddings
+    # the under-trained score reads the input embeddings, which a contextual run replaces
+    input_matrix = emb.matrix if contextual_run else None
     counts, ctx = None, None
     if contextual_run:  # the input embeddings swapped for contextual means
         with stages.stage("contextual"):

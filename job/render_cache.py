@@ -47,7 +47,7 @@ def rerender(folder: Path, render: RenderConfig) -> list[str]:
         state = pictures.render_state(render, folder / rundir.LAYOUT,
                                       folder / rundir.NEIGHBOURS)
         part = pictures.render_recorded(table, render, folder, state,
-                                        manifest.model.label if manifest else "")
+                                        manifest.model.title if manifest else "")
         if manifest:  # record what the pictures now show
             rundir.write_json(folder / rundir.MANIFEST,
                               manifest.rerendered(part, dataclasses.asdict(render)))

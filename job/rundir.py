@@ -57,6 +57,8 @@ def run_key(model: ModelConfig, config: Config) -> str:
                "tokens": asdict(config.tokens), "layout": asdict(config.layout)}
     if model.embeddings == "contextual":
         decided["contextual"] = asdict(config.contextual)
+    if model.matrix != "input":  # only then: the keys of input runs stay as they were
+        decided["matrix"] = model.matrix
     blob = json.dumps(decided, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -69,6 +71,7 @@ def model_label(model: ModelConfig) -> str:
 
 def run_dir(model: ModelConfig, config: Config) -> Path:
     kind = "-contextual" if model.embeddings == "contextual" else ""
+    kind += "-output" if model.matrix == "output" else ""
     return Path(config.output.dir) / f"{model_label(model)}{kind}-{run_key(model, config)}"
 
 

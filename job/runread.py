@@ -37,6 +37,19 @@ class ModelFacts:
     family: str
     contextual: bool  # contextual vectors (else the input embeddings)
     vocab_size: int
+    matrix: str = "input"  # "input" or "output" (the unembedding)
+    tied: bool | None = None  # the output matrix is the input one; None: not recorded
+
+    @property
+    def title(self) -> str:
+        """The model as the pictures' titles name it: the label, and which matrix when the
+        map shows the output matrix."""
+        return map_title(self.label, self.matrix)
+
+
+def map_title(label: str, matrix: str) -> str:
+    """``label``, followed by "· output matrix" for a map of the unembedding."""
+    return f"{label} · output matrix" if matrix == "output" else label
 
 
 @dataclass(frozen=True)
@@ -92,7 +105,11 @@ class Record:
             revision=self.value("model", "revision"), label=str(self.value("model", "label")),
             family=str(self.value("model", "family")),
             contextual=self.value("model", "embeddings") == "contextual",
-            vocab_size=int(self.value("model", "vocab_size")))
+            vocab_size=int(self.value("model", "vocab_size")),
+            # runs made before output maps existed mapped the input matrix and did not
+            # record whether it is tied
+            matrix=str(self.data["model"].get("matrix", "input")),
+            tied=self.data["model"].get("tied"))
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,14 @@
-"""Model spec → :class:`Embeddings`: the full input-embedding matrix as float32, plus its tokenizer.
+"""Model spec → :class:`Embeddings`: one full vocabulary matrix as float32, plus its tokenizer.
+
+The matrix is the input embeddings, or with ``matrix = "output"`` the unembedding (the
+same rows for a tied model; job/unembedding.py finds it). An untied model's other matrix is
+read too, for the under-trained score (job/undertrained.py reads both).
 
 Sources: a Hugging Face id (with an optional revision; ``HF_HOME`` / ``HF_HUB_CACHE`` and
 ``HF_HUB_OFFLINE`` are read when the job runs), a local folder written by ``save_pretrained``,
 or the embedded default.
 
-The weights are read by job/weights.py: only the input-embedding tensor, and only its rows
+The weights are read by job/weights.py: only the vocabulary tensors, and only their rows
 that the tokenizer uses.
 """
 
@@ -19,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from job import weights
+from job import unembedding, weights
 from job.config import EMBEDDED_DEFAULT, ModelConfig, model_name
 from job.errors import SourceError, VocabmapError
 
@@ -43,7 +47,7 @@ PADDING_WARN_SHARE = 0.05
 
 @dataclass
 class Embeddings:
-    """The input-embedding matrix of one model, rows aligned with token ids."""
+    """One vocabulary matrix of one model (``kind``), rows aligned with token ids."""
 
     matrix: np.ndarray  # (V, d) float32, V = the tokenizer's ids
     tokenizer: Any  # a transformers PreTrainedTokenizerBase
@@ -54,10 +58,24 @@ class Embeddings:
     method: str  # "safetensors" or "automodel"
     tensor_name: str
     padding_rows: int  # rows beyond the tokenizer's vocabulary, dropped
+    kind: str = "input"  # which matrix ``matrix`` is: "input" or "output"
+    tied: bool = True  # the output matrix is the input matrix (or the model has none)
+    tied_why: str = ""
+    # an untied model's other matrix (output rows in an input run, input rows in an output
+    # run), read for the under-trained score; None when tied or once scored
+    other: np.ndarray | None = None
+    bias: dict[str, Any] | None = None  # the output bias, recorded (never added)
 
     @property
     def label(self) -> str:
         return model_name(self.model_id)
+
+    def score_matrices(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(input rows, output rows or None when tied): what the under-trained score reads
+        (needs the other matrix of an untied model: :func:`load` with ``both``)."""
+        if self.tied or self.other is None:
+            return self.matrix, None
+        return (self.matrix, self.other) if self.kind == "input" else (self.other, self.matrix)
 
 
 def _env_on(name: str) -> bool:
@@ -180,7 +198,7 @@ def _from_hub(repo_id: str, revision: str | None) -> tuple[Path, str]:
 
 
 def _download_weights(repo_id: str, revision: str | None, folder: Path, offline: bool) -> None:
-    """Fetch only the weight file holding the input embeddings (or the .bin fallback)."""
+    """Fetch only the weight files holding the vocabulary matrices (or the .bin fallback)."""
     from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
@@ -192,7 +210,11 @@ def _download_weights(repo_id: str, revision: str | None, folder: Path, offline:
         index = folder / weights.INDEX
         if index.is_file():
             weight_map = weights.weight_map(index)
-            fetch(weight_map[weights.embedding_tensor_name(folder, list(weight_map))])
+            head = unembedding.locate(folder, list(weight_map))
+            wanted = [weights.embedding_tensor_name(folder, list(weight_map)), head.tensor,
+                      head.bias]
+            for shard in dict.fromkeys(weight_map[name] for name in wanted if name):
+                fetch(shard)
             return
         try:
             fetch(weights.SINGLE)
@@ -243,29 +265,97 @@ def tokenizer_rows(tokenizer: Any) -> int:
     return max(tokenizer.get_vocab().values()) + 1
 
 
-def load(spec: ModelConfig, before_read: weights.BeforeRead | None = None) -> Embeddings:
-    """Read the full input-embedding matrix and the tokenizer of one model;
-    ``before_read(rows, dims)`` runs before a safetensors matrix is allocated (the memory
-    check)."""
+@dataclass
+class _Read:
+    """What :func:`_read` found: the mapped rows and what the manifest says of them."""
+
+    matrix: np.ndarray
+    stored: int
+    dtype: str
+    name: str
+    method: str
+    head: unembedding.Head
+    other: np.ndarray | None = None
+    bias: dict[str, Any] | None = None
+
+
+def _read_safetensors(folder: Path, files: dict[str, Path], n_rows: int, kind: str,
+                      before_read: weights.BeforeRead | None, both: bool) -> _Read:
+    """The ``kind`` matrix (and with ``both`` an untied model's other one) of safetensors
+    weights."""
+    names = list(files)
+    head = unembedding.locate(folder, names)
+    input_name = weights.embedding_tensor_name(folder, names)
+    wanted = head.tensor if kind == "output" and not head.tied else input_name
+    matrix, stored, dtype, name = weights.read_safetensors(folder, n_rows, before_read, wanted)
+    other_name = None if head.tied else input_name if kind == "output" else head.tensor
+    other = None
+    if other_name and both:
+        other = weights.read_safetensors(folder, n_rows, before_read, other_name)[0]
+    bias = weights.read_bias(folder, head.bias) if head.bias else None
+    return _Read(matrix, stored, dtype, name, "safetensors", head, other, bias)
+
+
+def _read_automodel(folder: Path, n_rows: int, kind: str) -> _Read:
+    """The ``kind`` matrix of PyTorch weights, through the model's own class (needs torch)."""
+    try:
+        matrix, stored, dtype, name, output, bias = weights.read_automodel(folder, n_rows)
+    except VocabmapError:  # torch missing
+        raise
+    except Exception as err:
+        first = f"{type(err).__name__}: {err}".strip().splitlines()[0]
+        raise SourceError(f"could not load the model weights from {folder}: {first}") from err
+    if output is None:
+        head = unembedding.Head(None, True, "get_output_embeddings() is the input embedding "
+                                "(or the model has none)")
+        return _Read(matrix, stored, dtype, name, "automodel", head, None, bias)
+    head = unembedding.Head("get_output_embeddings()", False, "separate output matrix "
+                            "get_output_embeddings()")
+    if kind == "output":
+        matrix, output, name = output, matrix, "get_output_embeddings()"
+    return _Read(matrix, stored, dtype, name, "automodel", head, output, bias)
+
+
+def load(spec: ModelConfig, before_read: weights.BeforeRead | None = None,
+         both: bool = True) -> Embeddings:
+    """Read the full ``spec.matrix`` matrix (input embeddings or unembedding) and the
+    tokenizer of one model; ``before_read(rows, dims)`` runs before a safetensors matrix is
+    allocated (the memory check). ``both``: also read an untied model's other matrix
+    (``Embeddings.other``, for the under-trained score); false reads one matrix only."""
     folder, revision = resolve(spec)
     tokenizer = load_tokenizer(folder)
     n_rows = tokenizer_rows(tokenizer)
-    read = weights.read_safetensors(folder, n_rows, before_read)
-    method = "safetensors"
-    if read is None:
-        method = "automodel"
-        try:
-            read = weights.read_automodel(folder, n_rows)
-        except VocabmapError:  # torch missing
-            raise
-        except Exception as err:
-            first = f"{type(err).__name__}: {err}".strip().splitlines()[0]
-            raise SourceError(f"could not load the model weights from {folder}: {first}") from err
-    matrix, stored, dtype, name = read
+    files = weights.tensor_files(folder)
+    if files is None:
+        read = _read_automodel(folder, n_rows, spec.matrix)
+        read.other = read.other if both else None
+    else:
+        read = _read_safetensors(folder, files, n_rows, spec.matrix, before_read, both)
+    _check_rows(read, n_rows, folder)
+    matrix, name, dtype = read.matrix, read.name, read.dtype
+    log.info("read %s %s (%s, %d x %d) via %s", folder.name, name, dtype, *matrix.shape,
+             read.method)
+    if spec.matrix == "output" and read.head.tied:
+        log.info("%s: the output matrix is the input matrix (%s): mapping the same rows",
+                 folder.name, read.head.why)
+    return Embeddings(matrix=matrix, tokenizer=tokenizer, model_id=spec.id, path=str(folder),
+                      revision=revision or spec.revision, stored_dtype=dtype,
+                      method=read.method, tensor_name=name, padding_rows=read.stored - n_rows,
+                      kind=spec.matrix, tied=read.head.tied, tied_why=read.head.why,
+                      other=read.other, bias=read.bias)
+
+
+def _check_rows(read: _Read, n_rows: int, folder: Path) -> None:
+    """Fail when the tokenizer has more ids than the matrix rows; warn of much padding."""
+    stored, name = read.stored, read.name
     if n_rows > stored:
         raise SourceError(f"the tokenizer has {n_rows} ids but the embedding matrix "
                           f"{name!r} only {stored} rows; tokenizer and weights in {folder} do "
                           "not belong together")
+    if read.other is not None and read.other.shape[0] < n_rows:
+        raise SourceError(f"the tokenizer has {n_rows} ids but the model's other vocabulary "
+                          f"matrix only {read.other.shape[0]} rows; tokenizer and weights in "
+                          f"{folder} do not belong together")
     padding = stored - n_rows
     if padding > PADDING_WARN_SHARE * stored:
         log.warning("the tokenizer has %d ids but the embedding matrix %d rows: %d rows "
@@ -273,7 +363,3 @@ def load(spec: ModelConfig, before_read: weights.BeforeRead | None = None) -> Em
                     "to these weights", n_rows, stored, padding, 100 * padding / stored, folder)
     elif padding:
         log.info("dropped %d padding rows beyond the tokenizer's %d ids", padding, n_rows)
-    log.info("read %s %s (%s, %d x %d) via %s", folder.name, name, dtype, *matrix.shape, method)
-    return Embeddings(matrix=matrix, tokenizer=tokenizer, model_id=spec.id, path=str(folder),
-                      revision=revision or spec.revision, stored_dtype=dtype, method=method,
-                      tensor_name=name, padding_rows=padding)

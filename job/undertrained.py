@@ -17,15 +17,22 @@ alone, on the whole vocabulary matrix:
   weight decay shrinks it towards zero, so a small L2 norm marks it.
 
 The paper computes the direction indicator on the unembedding matrix (the same matrix as
-the input embeddings in a tied model) and the norm on untied input embeddings. vocabmap maps
-the input matrix and cannot always tell whether it is tied (an encoder checkpoint such as the
-embedded default saves no output head), so it computes both on the input matrix and keeps
-the stronger: each indicator is turned into a robust z-score over the whole vocabulary
+the input embeddings in a tied model) and the norm on untied input embeddings (magikarp
+``model.py``: for an untied model ``E_in L2 Norm`` comes first, then the ``E_out``
+distances). vocabmap computes both indicators on the input matrix and keeps the stronger:
+each indicator is turned into a robust z-score over the whole vocabulary
 (``(value − median) / (1.4826 · MAD)``, signed so that higher means more under-trained;
 the norm enters as its logarithm, since a row left at its initial scale is a factor off the
 trained rows, not an offset), and
 
     undertrained = max(z_direction, z_log_norm)
+
+An **untied** model (a separate output matrix, job/unembedding.py) is scored the same way
+on each matrix, input and output, and the score is the larger of the two
+(``Score.parts`` keeps each matrix's own): planted rows under-trained in the input only, the
+output only, or both are all flagged by the maximum, while either matrix alone misses the
+other's (docs/matrices.md, ``bench/matrices.py``). A tied model, or a checkpoint without an
+output head, keeps the input matrix's score.
 
 **Scale**: robust standard deviations beyond the typical token of this vocabulary on the
 more telling indicator: about 0 for an ordinary token, 3 or more is unusual. Values compare
@@ -77,6 +84,8 @@ _LOWEST_NORM_SHARE, _LOWEST_NORM_MIN = 0.001, 10
 _BLOCK = 65_536  # rows per block of the blockwise passes over the matrix
 # prefixes that keep a token from being read as a word start (magikarp uses « and »)
 _PREFIXES = ("«", "»", "|", "#", ".")
+# how an untied model's two per-matrix scores become one (chosen in docs/matrices.md)
+COMBINATION = "max(input, output)"
 
 
 @dataclass
@@ -89,6 +98,8 @@ class Score:
     reference: str  # one of REFERENCES
     reference_ids: np.ndarray  # rows of the matrix
     facts: dict[str, Any] = field(default_factory=dict)
+    # each matrix's own score ("input"; "output" for an untied model): max(z_dir, z_norm)
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def row_norms(matrix: np.ndarray) -> np.ndarray:
@@ -190,22 +201,9 @@ def choose_reference(table: pd.DataFrame, family: str, norms: np.ndarray,
     return "lowest_norm", np.sort(np.argpartition(norms, k - 1)[:k]).astype(np.int64)
 
 
-def score(matrix: np.ndarray, table: pd.DataFrame, family: str) -> Score:
-    """The under-trained score of every row of ``matrix`` (the whole vocabulary; ``table``
-    is its token table, row i = id i). Rows with a NaN or an infinity score NaN (the job
-    refuses such rows when they are selected; unselected ones must not spoil the rest)."""
+def _one_matrix(matrix: np.ndarray, table: pd.DataFrame, family: str, which: str) -> Score:
+    """The score of one finite matrix: max(z_direction, z_log_norm), with its facts."""
     norms = row_norms(matrix)
-    finite = np.isfinite(norms)
-    if not finite.all():
-        inner = score(np.ascontiguousarray(matrix[finite]),
-                      table[finite].reset_index(drop=True), family)
-        keep = np.flatnonzero(finite)
-        out = [np.full(len(norms), np.nan, np.float32) for _ in range(3)]
-        for full, part in zip(out, (inner.undertrained, inner.cosine, inner.norm), strict=True):
-            full[finite] = part
-        inner.facts["non_finite_rows"] = int((~finite).sum())
-        return Score(*out, inner.reference, keep[inner.reference_ids], inner.facts)
-    start = time.perf_counter()
     kind, reference = choose_reference(table, family, norms)
     pc, share = first_pc(matrix)
     cosine = direction_indicator(matrix, reference, pc, norms)
@@ -219,13 +217,62 @@ def score(matrix: np.ndarray, table: pd.DataFrame, family: str) -> Score:
         "direction_median": round(float(np.median(cosine)), 4),
         "norm_median": round(float(np.median(norms)), 4),
         "above_3": int((combined >= 3).sum()),
-        "matrix": "input",
-        "seconds": round(time.perf_counter() - start, 2),
+        "matrix": which,
     }
-    log.info("under-trained score: reference %s (%d rows, e.g. %s); %d of %d rows score >= 3; "
-             "%.1f s", kind, len(reference), ", ".join(facts["reference_first"][:3]),
-             facts["above_3"], len(norms), facts["seconds"])
-    return Score(combined, cosine, norms, kind, reference, facts)
+    return Score(combined, cosine, norms, kind, reference, facts, {which: combined})
+
+
+def _finite_part(matrix: np.ndarray, table: pd.DataFrame, family: str,
+                 output: np.ndarray | None, finite: np.ndarray) -> Score:
+    """:func:`score` of the finite rows, spread back over every row (NaN elsewhere)."""
+    keep = np.flatnonzero(finite)
+    inner = score(np.ascontiguousarray(matrix[finite]), table[finite].reset_index(drop=True),
+                  family, None if output is None else np.ascontiguousarray(output[finite]))
+
+    def spread(part: np.ndarray) -> np.ndarray:
+        full = np.full(len(finite), np.nan, np.float32)
+        full[finite] = part
+        return full
+
+    inner.facts["non_finite_rows"] = int((~finite).sum())
+    return Score(spread(inner.undertrained), spread(inner.cosine), spread(inner.norm),
+                 inner.reference, keep[inner.reference_ids], inner.facts,
+                 {k: spread(v) for k, v in inner.parts.items()})
+
+
+def score(matrix: np.ndarray, table: pd.DataFrame, family: str,
+          output: np.ndarray | None = None) -> Score:
+    """The under-trained score of every row of ``matrix``, the input embeddings of the whole
+    vocabulary (``table`` is its token table, row i = id i).
+
+    ``output``: the separate output matrix of an untied model (None for a tied one: the
+    score is then the input's alone, as it always was). Each matrix is scored on its own
+    (``Score.parts["input"]``, ``Score.parts["output"]``) and the score is their maximum: a
+    token under-trained in either matrix is flagged (docs/matrices.md, measured on planted
+    rows). Rows with a NaN or an infinity (in either matrix) score NaN (the job refuses such
+    rows when they are selected; unselected ones must not spoil the rest)."""
+    finite = np.isfinite(row_norms(matrix))
+    if output is not None:
+        finite &= np.isfinite(row_norms(output))
+    if not finite.all():
+        return _finite_part(matrix, table, family, output, finite)
+    start = time.perf_counter()
+    result = _one_matrix(matrix, table, family, "input")
+    if output is not None:
+        out = _one_matrix(output, table, family, "output")
+        result.undertrained = np.maximum(result.undertrained, out.undertrained)
+        result.parts["output"] = out.undertrained
+        result.facts = result.facts | {
+            "matrix": "input+output", "combination": COMBINATION,
+            "above_3": int((result.undertrained >= 3).sum()),
+            "per_matrix": {"input": result.facts, "output": out.facts}}
+    result.facts["seconds"] = round(time.perf_counter() - start, 2)
+    facts = result.facts
+    log.info("under-trained score (%s): reference %s (%d rows, e.g. %s); %d of %d rows score "
+             ">= 3; %.1f s", facts["matrix"], result.reference, len(result.reference_ids),
+             ", ".join(facts["reference_first"][:3]), facts["above_3"], len(finite),
+             facts["seconds"])
+    return result
 
 
 # --- round trip ------------------------------------------------------------------------------
@@ -311,11 +358,12 @@ def roundtrip(tokenizer: Any, table: pd.DataFrame, family: str) -> tuple[pd.Seri
 
 
 def add_columns(table: pd.DataFrame, matrix: np.ndarray, tokenizer: Any,
-                ) -> dict[str, Any]:
+                output: np.ndarray | None = None) -> dict[str, Any]:
     """Add ``undertrained`` and ``roundtrip`` to the whole-vocabulary ``table`` in place;
-    returns the manifest's ``undertrained`` entry."""
+    returns the manifest's ``undertrained`` entry. ``matrix``: the input embeddings;
+    ``output``: an untied model's output matrix (see :func:`score`)."""
     family = table.attrs.get("family", "")
-    result = score(matrix, table, family)
+    result = score(matrix, table, family, output)
     table[COLUMN] = result.undertrained
     table[ROUNDTRIP], trip = roundtrip(tokenizer, table, family)
     return result.facts | {"roundtrip": trip}

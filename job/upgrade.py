@@ -56,7 +56,8 @@ def _reusable_layout(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None
 def _add_score(model: ModelConfig, folder: Path, table: pd.DataFrame, facts: dict[str, Any],
                stages: Stages) -> tuple[pd.DataFrame, dict[str, Any], int]:
     """A layout written before the under-trained score existed: compute the score from the
-    model's input embeddings and add its columns to the stored layout, keeping x and y."""
+    model's input embeddings (and an untied model's output matrix) and add its columns to
+    the stored layout, keeping x and y."""
     log.info("the layout in %s has no under-trained score (written by an earlier version): "
              "computing it from the model; the layout itself is kept", folder)
     with stages.stage("load"):
@@ -65,7 +66,8 @@ def _add_score(model: ModelConfig, folder: Path, table: pd.DataFrame, facts: dic
         full = tokens.build_table(emb.tokenizer, emb.matrix.shape[0],
                                   tokens.vocab_file_tokens(emb.path))
     with stages.stage("undertrained"):
-        scored = undertrained.add_columns(full, emb.matrix, emb.tokenizer)
+        own_input, output = emb.score_matrices()
+        scored = undertrained.add_columns(full, own_input, emb.tokenizer, output)
     del emb
     rows = table["token_id"].to_numpy()
     table[undertrained.COLUMN] = full[undertrained.COLUMN].to_numpy()[rows]
@@ -93,7 +95,7 @@ def _ensure_neighbours(model: ModelConfig, config: Config, folder: Path, table: 
         if (folder / rundir.VECTORS).is_file():  # a contextual run's mapped vectors
             X = np.load(folder / rundir.VECTORS).astype(np.float32)
         else:
-            X = source.load(model).matrix[table["token_id"].to_numpy()]
+            X = source.load(model, both=False).matrix[table["token_id"].to_numpy()]
         metric = config.layout.metric  # part of the run key: the layout's own
         if metric == "cosine":
             X = l2_normalise(X, inplace=True)

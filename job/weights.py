@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -113,25 +114,22 @@ def _rows_as_float32(file: Path, name: str, n: int, dtype: str, block: int = 819
 BeforeRead = Callable[[int, int], None]
 
 
-def _slice_rows(file: Path, name: str | None, n_rows: int, before_read: BeforeRead | None = None,
+def _slice_rows(file: Path, name: str, n_rows: int, before_read: BeforeRead | None = None,
                 ) -> tuple[np.ndarray, int, str, str]:
     """(first ``n_rows`` rows of tensor ``name`` as float32, stored rows, stored dtype, name)
-    from one safetensors file, read with numpy only (no torch); ``name`` None: find the input
-    embedding among the file's tensors. ``before_read(rows, dims)`` runs once the header is
-    read, before the matrix is allocated."""
+    from one safetensors file, read with numpy only (no torch). ``before_read(rows, dims)``
+    runs once the header is read, before the matrix is allocated."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(file, framework="numpy") as f:
-            if name is None:
-                name = embedding_tensor_name(file.parent, list(f.keys()))
             part = f.get_slice(name)
             shape, dtype = [int(s) for s in part.get_shape()], part.get_dtype()
             stored = shape[0]
     except SafetensorError as err:
         raise _damaged(file, err) from err
     if dtype not in _DTYPES:
-        raise SourceError(f"the embedding tensor {name!r} in {file} is stored as {dtype}; "
+        raise SourceError(f"the tensor {name!r} in {file} is stored as {dtype}; "
                           f"vocabmap reads {', '.join(_DTYPES)} (dequantise the checkpoint)")
     if before_read is not None:
         before_read(min(n_rows, stored), int(np.prod(shape[1:], dtype=np.int64)))
@@ -139,32 +137,85 @@ def _slice_rows(file: Path, name: str | None, n_rows: int, before_read: BeforeRe
     return matrix, stored, _DTYPES[dtype][0], name
 
 
-def read_safetensors(folder: Path, n_rows: int, before_read: BeforeRead | None = None,
-                     ) -> tuple[np.ndarray, int, str, str] | None:
-    """(first ``n_rows`` rows as float32, stored rows, stored dtype, tensor name), or None
-    when the folder has no safetensors weights; ``before_read``: see :func:`_slice_rows`."""
+def tensor_files(folder: Path) -> dict[str, Path] | None:
+    """Tensor name → the safetensors file holding it (one file, or the shards of an index),
+    or None when the folder has no safetensors weights."""
+    from safetensors import SafetensorError, safe_open
+
     index = folder / INDEX
     if index.is_file():
-        shards = weight_map(index)
-        name = embedding_tensor_name(folder, list(shards))
-        return _slice_rows(folder / shards[name], name, n_rows, before_read)
-    if (folder / SINGLE).is_file():
-        return _slice_rows(folder / SINGLE, None, n_rows, before_read)
-    return None
+        return {name: folder / shard for name, shard in weight_map(index).items()}
+    single = folder / SINGLE
+    if not single.is_file():
+        return None
+    try:
+        with safe_open(single, framework="numpy") as f:
+            return dict.fromkeys(f.keys(), single)
+    except SafetensorError as err:
+        raise _damaged(single, err) from err
 
 
-def read_automodel(folder: Path, n_rows: int) -> tuple[np.ndarray, int, str, str]:
+def read_safetensors(folder: Path, n_rows: int, before_read: BeforeRead | None = None,
+                     tensor: str | None = None) -> tuple[np.ndarray, int, str, str] | None:
+    """(first ``n_rows`` rows as float32, stored rows, stored dtype, tensor name) of
+    ``tensor`` (default: the input embedding), or None when the folder has no safetensors
+    weights; ``before_read``: see :func:`_slice_rows`."""
+    files = tensor_files(folder)
+    if files is None:
+        return None
+    name = tensor or embedding_tensor_name(folder, list(files))
+    return _slice_rows(files[name], name, n_rows, before_read)
+
+
+def vector_facts(values: np.ndarray, name: str) -> dict[str, Any]:
+    """What the manifest records of an output bias: its tensor, size and spread."""
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    return {"tensor": name, "size": int(flat.size), "added": False,
+            **{k: round(float(f(flat)), 6) for k, f in
+               (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max))}}
+
+
+def read_bias(folder: Path, name: str) -> dict[str, Any]:
+    """:func:`vector_facts` of the safetensors tensor ``name`` (read whole: it is small)."""
+    files = tensor_files(folder) or {}
+    values, stored, _, _ = _slice_rows(files[name], name, 1 << 62)
+    return vector_facts(values[:stored], name)
+
+
+def _architecture_model(folder: Path) -> Any:
+    """The checkpoint's own architecture class (with its head) from config.json's
+    ``architectures``, else ``AutoModel``, loaded with its weights."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(folder)
+    named = (getattr(config, "architectures", None) or [""])[0]
+    cls = getattr(transformers, named, None) or transformers.AutoModel
+    try:
+        return cls.from_pretrained(folder)
+    except (ValueError, TypeError, AttributeError):  # not a loadable head: the bare model
+        return transformers.AutoModel.from_pretrained(folder)
+
+
+def read_automodel(folder: Path, n_rows: int,
+                   ) -> tuple[np.ndarray, int, str, str, np.ndarray | None, dict | None]:
     """The embedding rows of a checkpoint that is not safetensors, through the full model
-    (needs torch)."""
+    (needs torch): (input rows, stored rows, dtype, name, output rows or None when tied,
+    output-bias facts or None). The output matrix is ``get_output_embeddings()``."""
     require_torch(f"reading the PyTorch weights in {folder}")
-    from transformers import AutoModel
-
-    model = AutoModel.from_pretrained(folder)
+    model = _architecture_model(folder)
     weight = model.get_input_embeddings().weight.detach()
     stored, dtype = int(weight.shape[0]), str(weight.dtype)
     matrix = np.array(weight[:n_rows].float().numpy())  # own the rows; free the model
-    del model, weight
-    return matrix, stored, dtype, "get_input_embeddings()"
+    head = model.get_output_embeddings()
+    output, bias = None, None
+    if head is not None and head.weight.data_ptr() != weight.data_ptr():
+        output = np.array(head.weight.detach()[:n_rows].float().numpy())
+    found = getattr(head, "bias", None)
+    found = found if found is not None else getattr(model, "final_logits_bias", None)
+    if found is not None:
+        bias = vector_facts(found.detach().float().numpy(), "get_output_embeddings().bias")
+    del model, weight, head
+    return matrix, stored, dtype, "get_input_embeddings()", output, bias
 
 
 def non_finite_rows(matrix: np.ndarray, rows: np.ndarray, block: int = 8192) -> np.ndarray:

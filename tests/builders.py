@@ -132,9 +132,10 @@ def llama_tokenizer(folder: Path, vocab_size: int = 500) -> object:
 
 
 def tiny_llama(folder: Path, hidden: int = 32, dtype: str | None = "bfloat16",
-               shard: str | None = "40KB", seed: int = 0) -> Path:
+               shard: str | None = "40KB", seed: int = 0, edit: object = None) -> Path:
     """A random 2-layer Llama (LM head, untied) in bf16, saved as sharded safetensors with a
-    ``model.safetensors.index.json``, with a SentencePiece-style byte-fallback tokenizer."""
+    ``model.safetensors.index.json``, with a SentencePiece-style byte-fallback tokenizer.
+    ``edit(model)``, when given, changes the weights before they are saved."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -144,8 +145,38 @@ def tiny_llama(folder: Path, hidden: int = 32, dtype: str | None = "bfloat16",
     config = LlamaConfig(vocab_size=n, hidden_size=hidden, intermediate_size=2 * hidden,
                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
                          max_position_embeddings=64, tie_word_embeddings=False)
-    _save_model(LlamaForCausalLM(config), folder, dtype, shard)
+    model = LlamaForCausalLM(config)
+    if edit is not None:
+        with torch.no_grad():
+            edit(model)  # type: ignore[operator]
+    _save_model(model, folder, dtype, shard)
     return folder
+
+
+def twin_llama(folder: Path, pairs: int = 8, dtype: str | None = "bfloat16",
+               shard: str | None = "40KB", seed: int = 0,
+               ) -> tuple[Path, list[tuple[int, int]], list[tuple[int, int]]]:
+    """A tiny untied Llama whose input and output rows differ by construction: ``pairs``
+    token pairs are near-copies of each other in the output matrix only (``lm_head``), and
+    as many other pairs in the input matrix only. Returns the folder, the output twins and
+    the input twins (token ids, among the ordinary tokens after the byte tokens)."""
+    import torch
+
+    def edit(model: object) -> None:
+        generator = torch.Generator().manual_seed(seed + 1)
+        ids = (300 + torch.randperm(150, generator=generator)[:4 * pairs]).tolist()
+        for matrix, chosen in ((model.lm_head.weight, out_twins),  # type: ignore[attr-defined]
+                               (model.get_input_embeddings().weight, in_twins)):  # type: ignore[attr-defined]
+            for _ in range(pairs):
+                a, b = ids.pop(), ids.pop()
+                noise = torch.randn(matrix.shape[1], generator=generator) * 1e-3
+                matrix[b] = matrix[a] + noise
+                chosen.append((a, b))
+
+    out_twins: list[tuple[int, int]] = []
+    in_twins: list[tuple[int, int]] = []
+    tiny_llama(folder, dtype=dtype, shard=shard, seed=seed, edit=edit)
+    return folder, out_twins, in_twins
 
 
 JA_VOCAB = ["東京", "日本", "日本語", "語", "##語", "##京", "です", "は", "が", "に", "を", "の",

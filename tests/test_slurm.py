@@ -3,7 +3,9 @@
 One array submission maps the embedded default and a tiny BERT and fails a third model that
 does not exist; the comparison job it submits runs after the array, compares the two and
 names the failed one. A one-job submission then maps the tiny BERT again (reusing the
-array's layout) and a second time under another name, and compares the two.
+array's layout) and a second time under another name, and compares the two. The
+input-output config (configs/input-output.toml, its model swapped for a tiny untied Llama)
+maps both matrices of the model in one job and compares them token for token.
 No GPU here: every submission overrides the script's ``--gres=gpu:1`` with ``--gres=none``.
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from job.runread import Manifest
-from tests.builders import tiny_bert
+from tests.builders import tiny_bert, twin_llama
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = ["--gres=none", "--cpus-per-task=1", "--mem=3G"]  # fits the test node
@@ -97,7 +99,19 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (work / "three.toml").write_text(models + BROKEN.format(work=work) + settings)
     (work / "two.toml").write_text(TINY_TWICE.format(tiny=tiny) + settings)
     (work / "bad.toml").write_text("[[models]]\nid = \"x\"\n[layout]\nperplexityy = 5\n")
+    (work / "input-output.toml").write_text(input_output(twin_llama(work / "tiny-llama")[0])
+                                            + settings)
     return work
+
+
+def input_output(model: Path) -> str:
+    """The models of configs/input-output.toml with ``model`` in place of each id (and its
+    name), as TOML: the same pairs of matrices, a model this test can read."""
+    import tomllib
+
+    listed = tomllib.loads((ROOT / "configs" / "input-output.toml").read_text())["models"]
+    assert {m["matrix"] for m in listed} == {"input", "output"}
+    return "".join(f'[[models]]\nid = "{model}"\nmatrix = "{m["matrix"]}"\n' for m in listed)
 
 
 def sbatch(env: dict[str, str], work: Path, *args: str, timeout: int = 400,
@@ -225,3 +239,23 @@ def test_bad_config_in_plain_sbatch_fails_first_and_cancels_the_array(
     assert ("FAILED", "2:0") in states and states <= {("FAILED", "2:0"), ("CANCELLED", "0:0")}
     logs = "".join(p.read_text() for p in (work / "logs").glob(f"vocabmap_{array}_*.out"))
     assert "unknown key 'layout.perplexityy'" in logs and "comparison submitted" not in logs
+
+
+def test_input_output_config_maps_both_matrices_and_compares(cluster: dict[str, str],
+                                                             work: Path) -> None:
+    proc = sbatch(cluster, work, str(ROOT / "slurm" / "run.sh"), "input-output.toml")
+    log = (work / "logs" / f"vocabmap_{job_id(proc)}_4294967294.out").read_text()
+    assert proc.returncode == 0, log[-2000:]
+    out = Path(log.strip().splitlines()[-1])
+    result = json.loads((out / "compare.json").read_text())
+    assert [r["label"] for r in result["runs"]] == ["tiny-llama", "tiny-llama-output"]
+    assert result["failed"] == []
+    manifests = [json.loads((Path(r["run_dir"]) / "manifest.json").read_text())["model"]
+                 for r in result["runs"]]
+    assert [(m["matrix"], m["tied"]) for m in manifests] == [("input", False),
+                                                             ("output", False)]
+    assert [m["tensor"] for m in manifests] == ["model.embed_tokens.weight", "lm_head.weight"]
+    (pair,) = result["pairs"]  # token for token: every matchable token is shared
+    assert pair["shared"] == result["runs"][0]["keys"] == result["runs"][1]["keys"]
+    assert result["aligned"][1]["tokens"] == result["runs"][1]["tokens"]
+    assert (out / "aligned_grid.png").stat().st_size > 0

@@ -161,9 +161,9 @@ def load_vectors(run: Run, keys: set[str], full: bool = False) -> None:
     if run.manifest.model.contextual:
         _load_stored_vectors(run, keys, full)
         return
-    path = run.manifest.model.path
+    path, matrix = run.manifest.model.path, run.manifest.model.matrix
     try:
-        emb = source.load(ModelConfig(id=path))
+        emb = source.load(ModelConfig(id=path, matrix=matrix), both=False)
     except (VocabmapError, OSError) as err:  # e.g. a .bin model and no torch
         run.vectors_error = f"could not re-read {path}: {err}"
         log.warning("%s: %s", run.label, run.vectors_error)
@@ -212,7 +212,8 @@ def _keep(run: Run, keys: set[str], take: Callable[[pd.DataFrame], np.ndarray],
 
 
 def same_model(runs: list[Run]) -> bool:
-    """True when every run maps the same model files (e.g. its input and contextual vectors)."""
+    """True when every run maps the same model files (e.g. its input and contextual vectors,
+    or its input and output matrices)."""
     ids = {(r.manifest.model.path, r.manifest.model.revision) for r in runs}
     return len(ids) == 1 and None not in next(iter(ids))
 
