@@ -186,6 +186,7 @@ class Job:
     backend: str  # "opentsne", "cuml" or "sklearn"
     copy: bool  # the selected rows are a copy of the matrix's (a subset is selected)
     matrices: int = 1  # vocabulary matrices held: 2 on a contextual run (input and means)
+    scored: int = 1  # matrices read and scored: 2 for an untied model (input and output)
 
 
 def pca_copies(job: Job) -> bool:
@@ -205,13 +206,14 @@ def stage_arrays(job: Job, in_place: bool = False) -> dict[str, float]:
     graph = job.rows * job.neighbours * GRAPH_BYTES_PER_ENTRY / MIB
     read = READ_BLOCK_ROWS * job.dims * READ_BYTES_PER_VALUE / MIB
     if job.backend == "cuml":  # the rows, the search and the layout live on the device
-        return {"load": matrix + read, "undertrained": matrix, "knn": held, "layout": held,
+        return {"load": job.scored * matrix + read, "undertrained": job.scored * matrix,
+                "knn": held, "layout": held,
                 "quality": held, "neighbours": held + graph,
                 "render": job.rows * RENDER_BYTES_PER_ROW / MIB}
     int8 = (job.rows * job.dims + INT8_BLOCK_ROWS * job.dims * 12) / MIB \
         if job.route == "int8" else 0.0
     pca = rows if pca_copies(job) and not in_place else 0.0
-    return {"load": matrix + read, "undertrained": matrix,
+    return {"load": job.scored * matrix + read, "undertrained": job.scored * matrix,
             "knn": held + 2 * graph + int8,
             "layout": held + pca + job.rows * job.neighbours * AFFINITY_BYTES_PER_ENTRY / MIB,
             "quality": held + graph, "neighbours": held + graph,
@@ -347,12 +349,14 @@ def _refuse(error: MemoryLimitError) -> None:
     log.warning("%s (going on: %s=warn)", error, CHECK_ENV)
 
 
-def check_read(vocab: int, dims: int, limit: Limit | None) -> None:
-    """Before the matrix is read: fail when even the smallest token selection of a
-    ``vocab`` × ``dims`` matrix would not fit (the matrix is read whole)."""
-    smallest = Job(vocab, 0, dims, 0, "exact", "opentsne", True)
+def check_read(vocab: int, dims: int, limit: Limit | None, matrices: int = 1) -> None:
+    """Before a matrix is read: fail when even the smallest token selection of a
+    ``vocab`` × ``dims`` matrix would not fit (the matrix is read whole; ``matrices``: 2 when
+    an untied model's second matrix is read for the under-trained score)."""
+    smallest = Job(vocab, 0, dims, 0, "exact", "opentsne", True, scored=matrices)
     floor = max(stage_peaks(smallest).values())
     if limit is None or floor <= limit.mib:
         return
-    whole = Job(vocab, vocab, dims, 90, "exact", "opentsne", False)  # layout.perplexity 30
+    # every token at layout.perplexity 30 (k = 90)
+    whole = Job(vocab, vocab, dims, 90, "exact", "opentsne", False, scored=matrices)
     _refuse(_too_large(whole, max(stage_peaks(whole).values()), limit, False, floor))

@@ -56,9 +56,10 @@ def _selected_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(matrix[rows])
 
 
-def _check_read(rows: int, dims: int) -> None:
-    """Before the matrix is read: stop when even its smallest selection could not fit."""
-    memory.check_read(rows, dims, memory.host_limit())
+def _check_read(rows: int, dims: int, matrices: int = 1) -> None:
+    """Before a matrix is read: stop when even its smallest selection could not fit beside
+    the ``matrices - 1`` already read (an untied model's two, for the under-trained score)."""
+    memory.check_read(rows, dims, memory.host_limit(), matrices)
 
 
 def memory_plan(emb: source.Embeddings, rows: np.ndarray, cfg: LayoutConfig, backend: str,
@@ -69,7 +70,7 @@ def memory_plan(emb: source.Embeddings, rows: np.ndarray, cfg: LayoutConfig, bac
     job = memory.Job(
         vocab=matrix.shape[0], rows=len(rows), dims=matrix.shape[1],
         neighbours=reduce.n_neighbors(cfg, len(rows)), route=route.name if route else "",
-        backend=backend, matrices=2 if contextual_run else 1,
+        backend=backend, matrices=2 if contextual_run else 1, scored=1 if emb.tied else 2,
         copy=not _all_rows(matrix, rows) or (contextual_run and cfg.metric == "cosine"))
     device = memory.device_limit() if _on_device(backend) else None
     plan = memory.plan(job, memory.host_limit(), device)

@@ -14,6 +14,7 @@ that the tokenizer uses.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -291,7 +292,8 @@ def _read_safetensors(folder: Path, files: dict[str, Path], n_rows: int, kind: s
     other_name = None if head.tied else input_name if kind == "output" else head.tensor
     other = None
     if other_name and both:
-        other = weights.read_safetensors(folder, n_rows, before_read, other_name)[0]
+        second = functools.partial(before_read, matrices=2) if before_read else None
+        other = weights.read_safetensors(folder, n_rows, second, other_name)[0]
     bias = weights.read_bias(folder, head.bias) if head.bias else None
     return _Read(matrix, stored, dtype, name, "safetensors", head, other, bias)
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -110,8 +109,11 @@ def _rows_as_float32(file: Path, name: str, n: int, dtype: str, block: int = 819
     return out
 
 
-# called with (rows, dims) of the matrix about to be read, before it is allocated
-BeforeRead = Callable[[int, int], None]
+class BeforeRead(Protocol):
+    """Called with the (rows, dims) of a matrix about to be read, before it is allocated;
+    ``matrices``: how many such matrices are then held (2 for an untied model's second)."""
+
+    def __call__(self, rows: int, dims: int, matrices: int = 1) -> None: ...
 
 
 def _slice_rows(file: Path, name: str, n_rows: int, before_read: BeforeRead | None = None,

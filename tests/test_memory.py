@@ -142,6 +142,27 @@ def test_fewer_tokens_is_offered_only_when_fewer_would_fit() -> None:
     memory.check_read(256000, 4096, Limit(7000, "test"))
 
 
+def test_an_untied_models_second_matrix_is_checked_beside_the_first(tmp_path: Path) -> None:
+    """An untied model's output matrix is read too, for the under-trained score: the check
+    before that read counts both matrices, and so does the plan's under-trained stage."""
+    from job import source
+    from job.config import ModelConfig
+    from tests.builders import tiny_llama
+
+    calls: list[tuple[int, int, int]] = []
+    folder = tiny_llama(tmp_path / "llama")
+    emb = source.load(ModelConfig(id=str(folder)),
+                      before_read=lambda rows, dims, matrices=1: calls.append(
+                          (rows, dims, matrices)))
+    n, dims = emb.matrix.shape
+    assert not emb.tied and calls == [(n, dims, 1), (n, dims, 2)]
+    memory.check_read(256000, 4096, Limit(7000, "test"))  # one 4,000 MiB matrix fits
+    with pytest.raises(memory.MemoryLimitError, match="whatever the token selection"):
+        memory.check_read(256000, 4096, Limit(7000, "test"), matrices=2)
+    untied = memory.stage_arrays(Job(**{**vars(NEMO), "scored": 2}))
+    assert untied["undertrained"] == 2 * memory.stage_arrays(NEMO)["undertrained"]
+
+
 def test_the_gpu_path_compares_its_device_estimate_with_the_free_device_memory() -> None:
     job = Job(**{**vars(NEMO), "route": "exact", "backend": "cuml"})
     fits = memory.plan(job, None, Limit(80000, "GPU free memory"))
