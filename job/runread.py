@@ -122,3 +122,12 @@ class Manifest:
 def layout(folder: Path) -> pd.DataFrame:
     """The run directory's ``layout.parquet``."""
     return pd.read_parquet(Path(folder) / rundir.LAYOUT)
+
+
+def ranked_list(folder: Path) -> pd.DataFrame:
+    """The run directory's ``undertrained.csv`` (the ranked under-trained candidates)."""
+    path = Path(folder) / "undertrained.csv"
+    if not path.is_file():
+        raise rundir.RunDirError(f"{path} does not exist; run the model again with "
+                                 "`vocabmap run` to write it")
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
