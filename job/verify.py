@@ -25,6 +25,8 @@ language-model head (BERT and other encoders) is one line, exit 0, nothing writt
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import time
@@ -116,6 +118,13 @@ class Asker:
             model.config, "n_positions", None) or 4096
         return cls(model, tokenizer, device, int(context) - settings.max_new_tokens)
 
+    @functools.cached_property
+    def cache_key(self) -> str:
+        """The forward's name for the key-value cache: ``cache`` (transformers 5.x, newer),
+        else ``past_key_values``."""
+        forward = inspect.signature(self.model.forward).parameters
+        return "cache" if "cache" in forward else "past_key_values"
+
     def max_prob(self, prompts: list[list[int]], targets: list[int], steps: int) -> np.ndarray:
         """Per prompt: the highest probability of its target over ``steps`` greedy steps."""
         import torch
@@ -139,10 +148,10 @@ class Asker:
                 out = self.model(input_ids=ids.to(self.device),
                                  attention_mask=attention.to(self.device),
                                  position_ids=positions.to(self.device),
-                                 past_key_values=past, use_cache=True)
+                                 use_cache=True, **{self.cache_key: past})
                 probs = out.logits[:, -1].float().softmax(-1).cpu()
                 best = torch.maximum(best, probs[rows, want])
-                past, ids = out.past_key_values, probs.argmax(-1, keepdim=True)
+                past, ids = getattr(out, self.cache_key), probs.argmax(-1, keepdim=True)
                 attention = torch.cat([attention, torch.ones_like(ids)], 1)
         self.tokens_seen += int(mask.sum()) + len(prompts) * (steps - 1)
         self.seconds += time.perf_counter() - start

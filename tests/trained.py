@@ -239,3 +239,36 @@ if __name__ == "__main__":
     for variant in (True, False):
         got = trained_gpt2(variant, int(sys.argv[1]) if len(sys.argv) > 1 else 0)
         print(got.path, len(got.never_seen), "never seen;", got.facts)
+
+
+def precision_at_count(score: object, known: list[int], exclude: object = ()) -> float:
+    """The share of ``known`` rows among the ``len(known)`` highest ``score`` rows (ties:
+    lower id first), ``exclude`` (the score's reference rows: scoring them is circular) left
+    out of both."""
+    import numpy as np
+
+    values = np.asarray(score)
+    keep = np.setdiff1d(np.arange(len(values)), np.asarray(exclude, dtype=np.int64))
+    wanted = np.setdiff1d(np.asarray(known, dtype=np.int64), np.asarray(exclude, dtype=np.int64))
+    order = keep[np.argsort(-values[keep], kind="stable")]
+    return float(np.isin(order[:len(wanted)], wanted).mean())
+
+
+def output_matrix(folder: Path) -> object:
+    """The untied variant's output (unembedding) matrix, ``lm_head.weight``."""
+    from safetensors.numpy import load_file
+
+    return load_file(str(folder / "model.safetensors"))["lm_head.weight"]
+
+
+def frequent_words(model: Trained, n: int) -> list[int]:
+    """The ``n`` most frequent whole words of the training text (``Ġword``, 3+ letters): the
+    ordinary, well-trained tokens (the drills' own pieces, « and Output, are left out)."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    names = AutoTokenizer.from_pretrained(model.path).convert_ids_to_tokens(
+        list(range(len(model.counts))))
+    words = [i for i, t in enumerate(names)
+             if t.startswith("Ġ") and t[1:].isalpha() and len(t) >= 4 and i not in model.extra]
+    return [int(i) for i in np.asarray(words)[np.argsort(-np.asarray(model.counts)[words])][:n]]
