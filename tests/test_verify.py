@@ -197,3 +197,20 @@ def test_verify_on_cuda(tied: Trained) -> None:
                      VerifyConfig(device="cpu", batch_size=40))
     assert (result["verified"] == cpu["verified"]).mean() >= 0.95
     np.testing.assert_allclose(result["max_prob"], cpu["max_prob"], atol=1e-3)
+
+
+def test_verify_settings_are_checked() -> None:
+    from job import config
+
+    cfg = config.from_dict({"verify": {"enabled": True, "top": 50}})
+    assert cfg.verify.enabled and cfg.verify.top == 50 and cfg.verify.max_new_tokens == 3
+    with pytest.raises(config.ConfigError, match=r"verify.top = 0 is not allowed; must be "):
+        config.from_dict({"verify": {"top": 0}})
+    with pytest.raises(config.ConfigError, match=r"verify.device = 'tpu' is not allowed"):
+        config.from_dict({"verify": {"device": "tpu"}})
+
+
+def test_verdicts_follow_the_papers_thresholds() -> None:
+    # magikarp classify_verification: < 0.001 strong, up to 0.1 weak, above: not confirmed
+    assert [verify.verdict(p) for p in (0.0, 0.00099, 0.001, 0.1, 0.1001, 0.95)] == [
+        "strong", "strong", "weak", "weak", "no", "no"]
