@@ -39,7 +39,7 @@ import pandas as pd
 
 from job import rundir, runread
 from job.config import VerifyConfig
-from job.errors import VocabmapError
+from job.errors import VocabmapError, require_torch
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,7 @@ def verify_run(folder: Path, settings: VerifyConfig) -> Path | None:
               "written", file=sys.stderr)
         return None
     chosen = candidates(runread.ranked_list(folder), settings.top)
+    require_torch("vocabmap verify (the model is asked to repeat its tokens)")
     asker = Asker.load(model_folder, settings)
     log.info("verify: asking %s on %s about %d candidates, %d prompts each",
              manifest.model.id, asker.device, len(chosen), len(repeat_prompts.TEMPLATES))
