@@ -22,6 +22,7 @@ from job import (
     reduce,
     render_cache,
     rundir,
+    runread,
     search,
     select,
     source,
@@ -251,6 +252,8 @@ def run_model(model: ModelConfig, config: Config) -> Path:
             "peak_rss_mib_per_stage": dict(stages.peak_mib),
             "environment": rundir.environment(),
         }
+        if stored and (before := runread.Manifest.read_if_any(folder)):
+            manifest |= {k: before.data[k] for k in ("verified",) if k in before.data}
         rundir.write_json(folder / rundir.MANIFEST, manifest)
     return folder
 

@@ -79,17 +79,16 @@ def test_score_finds_the_never_seen_tokens(tied: Trained, untied: Trained,
 
 @pytest.fixture(scope="module")
 def verified_run(tied: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tied model mapped with ``[verify] enabled``: `run` verifies it after the map."""
     folder = tmp_path_factory.mktemp("verify")
     config = folder / "fast.toml"
     config.write_text(FAST.format(model=tied.path, out=folder / "runs") +
-                      f"\n[verify]\ntop = {TOP}\ndevice = \"cpu\"\n", encoding="utf-8")
-    first = _run("run", str(config))
-    assert first.returncode == 0, first.stderr
-    run = Path(first.stdout.strip().splitlines()[-1])
-    proc = _run("verify", str(run))
+                      f"\n[verify]\nenabled = true\ntop = {TOP}\ndevice = \"cpu\"\n",
+                      encoding="utf-8")
+    proc = _run("run", str(config))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == str(run / verify.CSV)
-    return run
+    assert f"verify: {TOP} tested" in proc.stderr
+    return Path(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.numeric
@@ -119,36 +118,6 @@ def test_verify_confirms_the_never_seen_tokens(verified_run: Path, tied: Trained
     assert (table["verified"] != "not tested").sum() == TOP
     zoom = next(z for z in manifest["rendered"]["zooms"] if z["name"] == "undertrained")
     assert zoom["page_view"].startswith("map.html#color=verified&view=")
-
-
-@pytest.mark.numeric
-def test_frequent_tokens_are_not_confirmed(tied: Trained, record_property: Record) -> None:
-    frequent = frequent_words(tied, 60)
-    asker = verify.Asker.load(tied.path, VerifyConfig(device="cpu"))
-    result = verify.ask(asker, frequent, VerifyConfig(device="cpu", batch_size=30))
-    record_property("frequent_not_confirmed", float((result["verified"] == "no").mean()))
-    assert (result["verified"] == "no").mean() >= 0.7  # measured 0.883
-
-
-def test_an_encoder_gets_one_line(fast_config: Path) -> None:
-    first = _run("run", str(fast_config))
-    assert first.returncode == 0, first.stderr
-    run = Path(first.stdout.strip().splitlines()[-1])
-    before = (run / "manifest.json").read_bytes()
-    proc = _run("verify", str(run))
-    assert proc.returncode == 0 and proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == [
-        "vocabmap: verify: " + json.loads(before)["model"]["id"] + " (BertModel) has no "
-        "language-model head to ask, so its candidates cannot be verified; nothing written"]
-    assert not (run / verify.CSV).exists() and (run / "manifest.json").read_bytes() == before
-
-
-def test_verify_of_a_folder_without_a_layout_is_one_error_line(tmp_path: Path) -> None:
-    proc = _run("verify", str(tmp_path))
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        f"vocabmap: error: {tmp_path} has no layout.parquet; give a run directory made by "
-        "`python -m job run`"]
 
 
 @pytest.mark.skipif(chromium.find_chromium() is None, reason="chromium is not installed; "
@@ -185,6 +154,56 @@ def test_page_colours_by_the_verdict(verified_run: Path) -> None:
     img = np.asarray(Image.open(io.BytesIO(base64.b64decode(png))).convert("RGB")).astype(int)
     red = np.array([int(raster.VERIFIED_COLOURS["weak"][i:i + 2], 16) for i in (1, 3, 5)])
     assert (np.abs(img - red).max(axis=2) < 40).sum() > 20  # the zoom's confirmed tokens
+
+
+def test_a_rerun_keeps_the_verdict_and_verify_asks_again(verified_run: Path,
+                                                          tmp_path: Path) -> None:
+    before = json.loads((verified_run / "manifest.json").read_text())["verified"]
+    config = verified_run.parent.parent / "fast.toml"
+    plain = tmp_path / "plain.toml"  # the same layout, without [verify]
+    plain.write_text(config.read_text().split("[verify]")[0], encoding="utf-8")
+    again = _run("run", str(plain))
+    assert again.returncode == 0, again.stderr
+    assert "reusing the finished layout" in again.stderr and "verify:" not in again.stderr
+    assert json.loads((verified_run / "manifest.json").read_text())["verified"] == before
+    table = pd.read_parquet(verified_run / "layout.parquet")
+    assert (table["verified"] != "not tested").sum() == TOP
+    # the command on its own, with a flag over the run's [verify] settings
+    proc = _run("verify", str(verified_run), "--top", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == str(verified_run / verify.CSV)
+    assert len(pd.read_csv(verified_run / verify.CSV)) == 20
+    assert json.loads((verified_run / "manifest.json").read_text())["verified"]["top"] == 20
+
+
+@pytest.mark.numeric
+def test_frequent_tokens_are_not_confirmed(tied: Trained, record_property: Record) -> None:
+    frequent = frequent_words(tied, 60)
+    asker = verify.Asker.load(tied.path, VerifyConfig(device="cpu"))
+    result = verify.ask(asker, frequent, VerifyConfig(device="cpu", batch_size=30))
+    record_property("frequent_not_confirmed", float((result["verified"] == "no").mean()))
+    assert (result["verified"] == "no").mean() >= 0.7  # measured 0.883
+
+
+def test_an_encoder_gets_one_line(fast_config: Path) -> None:
+    first = _run("run", str(fast_config))
+    assert first.returncode == 0, first.stderr
+    run = Path(first.stdout.strip().splitlines()[-1])
+    before = (run / "manifest.json").read_bytes()
+    proc = _run("verify", str(run))
+    assert proc.returncode == 0 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        "vocabmap: verify: " + json.loads(before)["model"]["id"] + " (BertModel) has no "
+        "language-model head to ask, so its candidates cannot be verified; nothing written"]
+    assert not (run / verify.CSV).exists() and (run / "manifest.json").read_bytes() == before
+
+
+def test_verify_of_a_folder_without_a_layout_is_one_error_line(tmp_path: Path) -> None:
+    proc = _run("verify", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"vocabmap: error: {tmp_path} has no layout.parquet; give a run directory made by "
+        "`python -m job run`"]
 
 
 @pytest.mark.gpu
