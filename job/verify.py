@@ -102,17 +102,18 @@ class Asker:
     @classmethod
     def load(cls, folder: Path, settings: VerifyConfig) -> Asker:
         import torch
+        import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from job.gpu import cuda_available
-
-        want = settings.device
-        if want == "cuda" and not cuda_available()[0]:
-            raise VerifyError(f"verify.device = 'cuda' but {cuda_available()[1]}; set "
-                              "verify.device = 'auto' or 'cpu'")
-        device = "cuda" if want == "cuda" or (want == "auto" and cuda_available()[0]) else "cpu"
+        want, seen = settings.device, torch.cuda.is_available()
+        if want == "cuda" and not seen:
+            raise VerifyError("verify.device = 'cuda' but torch sees no CUDA device; set "
+                              "verify.device = 'auto' or 'cpu', or --device cpu")
+        device = "cuda" if want == "cuda" or (want == "auto" and seen) else "cpu"
         dtype = "auto" if device == "cuda" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+        major, minor = (int(v) for v in transformers.__version__.split(".")[:2])
+        name = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # renamed in 4.56
+        model = AutoModelForCausalLM.from_pretrained(folder, **{name: dtype}).to(device).eval()
         tokenizer = AutoTokenizer.from_pretrained(folder)
         context = getattr(model.config, "max_position_embeddings", None) or getattr(
             model.config, "n_positions", None) or 4096
@@ -120,10 +121,21 @@ class Asker:
 
     @functools.cached_property
     def cache_key(self) -> str:
-        """The forward's name for the key-value cache: ``cache`` (transformers 5.x, newer),
-        else ``past_key_values``."""
-        forward = inspect.signature(self.model.forward).parameters
-        return "cache" if "cache" in forward else "past_key_values"
+        """The forward's name for the key-value cache: ``cache`` (newer transformers), else
+        ``past_key_values``."""
+        return "cache" if "cache" in self._forward_names else "past_key_values"
+
+    @functools.cached_property
+    def _forward_names(self) -> set[str]:
+        return set(inspect.signature(self.model.forward).parameters)
+
+    def _last_logits_only(self) -> dict[str, int]:
+        """Ask for the last position's logits only (a 256k vocabulary times every position
+        of a batch would not fit), where the model's forward can."""
+        for name in ("logits_to_keep", "num_logits_to_keep"):
+            if name in self._forward_names:
+                return {name: 1}
+        return {}
 
     def max_prob(self, prompts: list[list[int]], targets: list[int], steps: int) -> np.ndarray:
         """Per prompt: the highest probability of its target over ``steps`` greedy steps."""
@@ -148,7 +160,8 @@ class Asker:
                 out = self.model(input_ids=ids.to(self.device),
                                  attention_mask=attention.to(self.device),
                                  position_ids=positions.to(self.device),
-                                 use_cache=True, **{self.cache_key: past})
+                                 use_cache=True, **{self.cache_key: past},
+                                 **self._last_logits_only())
                 probs = out.logits[:, -1].float().softmax(-1).cpu()
                 best = torch.maximum(best, probs[rows, want])
                 past, ids = getattr(out, self.cache_key), probs.argmax(-1, keepdim=True)

@@ -206,7 +206,14 @@ def test_verify_of_a_folder_without_a_layout_is_one_error_line(tmp_path: Path) -
         "`python -m job run`"]
 
 
+def _torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 @pytest.mark.gpu
+@pytest.mark.skipif(not _torch_cuda(), reason="torch sees no CUDA device")
 def test_verify_on_cuda(tied: Trained) -> None:
     asker = verify.Asker.load(tied.path, VerifyConfig(device="cuda"))
     assert asker.device == "cuda"
@@ -233,3 +240,31 @@ def test_verdicts_follow_the_papers_thresholds() -> None:
     # magikarp classify_verification: < 0.001 strong, up to 0.1 weak, above: not confirmed
     assert [verify.verdict(p) for p in (0.0, 0.00099, 0.001, 0.1, 0.1001, 0.95)] == [
         "strong", "strong", "weak", "weak", "no", "no"]
+
+
+def test_prompts_put_the_token_in_by_id_with_or_without_a_chat_template(tied: Trained) -> None:
+    from transformers import AutoTokenizer
+
+    from job import repeat_prompts
+
+    tokenizer = AutoTokenizer.from_pretrained(tied.path)
+    token = tied.extra[0]  # never in any text: only its id can put it in a prompt
+    base = repeat_prompts.encode(repeat_prompts.TEMPLATES[0], tokenizer).ids(token, 10_000)
+    assert base.count(token) == 2 * 20 + 1  # 20 examples, then the question
+    text = tokenizer.decode(base)
+    assert text.startswith("This device repeats its input exactly")
+    assert text.endswith(f"Input: «{tokenizer.decode([token])}»\nOutput: «")
+    assert repeat_prompts.encode(repeat_prompts.TEMPLATES[0], tokenizer).ids(token, 50) == \
+        base[-50:]  # a prompt longer than the context keeps its end
+    tokenizer.chat_template = ("{% for m in messages %}<user>{{ m['content'] }}</user>"
+                               "{% endfor %}{% if add_generation_prompt %}<bot>{% endif %}")
+    chat = repeat_prompts.encode(repeat_prompts.TEMPLATES[2], tokenizer).ids(token, 10_000)
+    assert chat.count(token) == 2 * 50 + 1
+    text = tokenizer.decode(chat)
+    assert text.startswith("<user>Below is the output") and text.endswith("</user><bot>")
+
+
+@pytest.mark.skipif(_torch_cuda(), reason="a CUDA device is present")
+def test_cuda_asked_without_one_is_one_error(tied: Trained) -> None:
+    with pytest.raises(verify.VerifyError, match="torch sees no CUDA device; set verify.device"):
+        verify.Asker.load(tied.path, VerifyConfig(device="cuda"))
