@@ -17,8 +17,9 @@ it has seen some repetition. The never-seen tokens occur in no drill either.
 Built once per recipe and seed, cached in
 ``~/.cache/vocabmap/test-models/<hash>/seed<N>/{tied,untied}`` (``VOCABMAP_TEST_MODELS``
 moves it); the hash covers the recipe (the constants and the source of the functions that
-build, not the docstrings), the corpus text and the torch and transformers versions, so a
-changed recipe builds anew. Seeded: the same recipe on the same torch gives the same
+build, not their docstrings; the prompts of ``job/repeat_prompts.py`` the drills use), the
+corpus text and the torch, transformers and tokenizers versions, so a changed recipe builds
+anew. Seeded: the same recipe on the same torch gives the same
 weights. Saved with ``save_pretrained`` (safetensors) and the tokenizer, as any HF model.
 
     python -m tests.trained [SEED]     # build (or find) both variants, print their facts
