@@ -220,8 +220,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not (folder / rundir.LAYOUT).is_file():
         raise verify.VerifyError(f"{folder} has no {rundir.LAYOUT}; give a run directory "
                                  "made by `python -m job run`")
-    stored = Manifest.read(folder).data.get("config", {}).get("verify") or {}
-    settings = config_mod.from_dict({"verify": stored}).verify
+    settings = config_mod.from_dict({"verify": Manifest.read(folder).verify_settings}).verify
     given = {"top": args.top, "batch_size": args.batch_size, "device": args.device}
     merged = dataclasses.asdict(settings) | {k: v for k, v in given.items() if v is not None}
     written = verify.verify_run(folder, config_mod.from_dict({"verify": merged}).verify)

@@ -114,6 +114,16 @@ class Manifest:
         return self.data.get("rendered")
 
     @property
+    def verify_settings(self) -> dict[str, Any]:
+        """The run's ``[verify]`` settings; {} for a run from before there were any."""
+        return dict((self.data.get("config") or {}).get("verify") or {})
+
+    @property
+    def verified(self) -> dict[str, Any] | None:
+        """What `vocabmap verify` found (job/verify.py), or None before it ran."""
+        return self.data.get("verified")
+
+    @property
     def render_state(self) -> dict[str, Any]:
         """What the pictures were drawn from; {} before any were recorded."""
         return dict(self.data.get("render_state") or {})
