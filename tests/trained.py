@@ -62,8 +62,9 @@ def corpus_text() -> str:
     """The standard library's docstrings, one paragraph a line."""
     out = Path(os.environ.get("TMPDIR", "/tmp")) / f"vocabmap-corpus-{os.getpid()}.txt"
     try:
-        subprocess.run([sys.executable, str(ROOT / "scripts/stdlib-corpus.py"), str(out)],
-                       check=True, capture_output=True, timeout=600)
+        # -I: the standard library only, whatever PYTHONPATH or the working folder add
+        subprocess.run([sys.executable, "-I", str(ROOT / "scripts/stdlib-corpus.py"),
+                        str(out)], check=True, capture_output=True, timeout=600)
         return out.read_text(encoding="utf-8")
     finally:
         out.unlink(missing_ok=True)
