@@ -67,14 +67,14 @@ def test_score_finds_the_never_seen_tokens(tied: Trained, untied: Trained,
     record_property("tied_input", precision)
     assert result.reference == "unreachable_bytes"  # bytes UTF-8 never uses: never seen
     assert set(result.reference_ids) <= set(tied.never_seen)
-    assert precision >= 0.9  # measured 0.985, 0.959, 0.980 (seed sets 0, 1, 2)
+    assert precision >= 0.85  # measured 0.965, 0.975, 0.934 (seed sets 0, 1, 2)
     precision, _ = _score(untied)
     record_property("untied_input", precision)
-    assert precision >= 0.95  # measured 1.000, 1.000, 0.995
+    assert precision >= 0.93  # measured 0.995, 0.990, 0.980
     # the output matrix of the untied model, scored the same way (the paper's main matrix)
     precision, _ = _score(untied, output_matrix(untied.path))
     record_property("untied_output", precision)
-    assert precision >= 0.65  # measured 0.848, 0.797, 0.817
+    assert precision >= 0.55  # measured 0.803, 0.692, 0.793
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_verify_confirms_the_never_seen_tokens(verified_run: Path, tied: Trained
     record_property("never_seen_confirmed", float(confirmed[never].mean()))
     record_property("seen_confirmed", float(confirmed[~never].mean()))
     assert never.sum() >= 100
-    assert confirmed[never].mean() >= 0.95  # measured 1.0 (210 of 210) in seed sets 0, 1, 2
+    assert confirmed[never].mean() >= 0.95  # measured 1.0 (211 of 211) in seed sets 0, 1, 2
     # verdicts follow the paper's thresholds on the highest probability
     np.testing.assert_array_equal(result["verified"], [verify.verdict(p) for p in
                                                        result["max_prob"]])
@@ -182,7 +182,7 @@ def test_frequent_tokens_are_not_confirmed(tied: Trained, record_property: Recor
     asker = verify.Asker.load(tied.path, VerifyConfig(device="cpu"))
     result = verify.ask(asker, frequent, VerifyConfig(device="cpu", batch_size=30))
     record_property("frequent_not_confirmed", float((result["verified"] == "no").mean()))
-    assert (result["verified"] == "no").mean() >= 0.75  # measured 0.883, 0.900, 0.933
+    assert (result["verified"] == "no").mean() >= 0.75  # measured 0.917, 0.900, 0.950
 
 
 def test_an_encoder_gets_one_line(fast_config: Path) -> None:
