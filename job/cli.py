@@ -1,4 +1,5 @@
-"""Command line of vocabmap: ``run``, ``render``, ``check``, ``compare`` and ``neighbours``.
+"""Command line of vocabmap: ``run``, ``render``, ``check``, ``compare``, ``neighbours`` and
+``verify``.
 
 Errors a user can fix (a bad config, a missing or damaged model, no GPU for cuML, a full disk)
 end with one line on standard error, ``vocabmap: error: <what is wrong and what to do>``, and
@@ -27,6 +28,7 @@ EPILOG = """commands:
   vocabmap render RUN_DIR        re-render a finished run
   vocabmap compare RUN_DIR ...   compare the maps of several runs
   vocabmap neighbours RUN_DIR TOKEN   a token's nearest neighbours in the model's space
+  vocabmap verify RUN_DIR        ask the model to repeat its under-trained candidates
 
 `vocabmap COMMAND --help` describes a command's options; `python -m job` works the same."""
 
@@ -61,13 +63,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise config_mod.ConfigError(f"--index {args.index} is out of range: the config "
                                          f"lists {len(models)} model(s) (0..{len(models) - 1})")
         models = (models[args.index],)
+    def run_one(model: config_mod.ModelConfig) -> Path:
+        folder = pipeline.run_model(model, cfg)
+        if cfg.verify.enabled:  # [verify] enabled: ask the model right after its map
+            from job import verify
+
+            verify.verify_run(folder, cfg.verify)
+        return folder
+
     if len(models) == 1:
-        print(pipeline.run_model(models[0], cfg))
+        print(run_one(models[0]))
         return 0
     failed = []  # several models: one that fails does not stop the others
     for i, model in enumerate(models):
         try:
-            print(pipeline.run_model(model, cfg), flush=True)
+            print(run_one(model), flush=True)
         except VocabmapError as err:
             logging.getLogger("job").error("model %d (%s) failed: %s", i, model.id, err)
             failed.append(f"model {i} ({model.id}): {err}")
@@ -187,6 +197,27 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify a finished run's under-trained candidates (job/verify.py); the run's own
+    ``[verify]`` settings, else the defaults, with the flags applied."""
+    import dataclasses
+
+    from job import rundir, verify
+    from job.runread import Manifest
+
+    folder = Path(args.run_dir)
+    if not (folder / rundir.LAYOUT).is_file():
+        raise verify.VerifyError(f"{folder} has no {rundir.LAYOUT}; give a run directory "
+                                 "made by `python -m job run`")
+    settings = config_mod.from_dict({"verify": Manifest.read(folder).verify_settings}).verify
+    given = {"top": args.top, "batch_size": args.batch_size, "device": args.device}
+    merged = dataclasses.asdict(settings) | {k: v for k, v in given.items() if v is not None}
+    written = verify.verify_run(folder, config_mod.from_dict({"verify": merged}).verify)
+    if written:
+        print(written)
+    return 0
+
+
 def _flags(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
     """-v and --debug, accepted before or after the command (a command's own copy keeps
     what was given before it: its default is SUPPRESS)."""
@@ -233,13 +264,21 @@ def _commands() -> list[tuple[str, str, Callable[[argparse.Namespace], int], lis
                   _arg("token", help="display text, else raw token (e.g. ##ing, Ġworld), "
                        "else token id"),
                   _arg("--k", type=int, help="show only the first K (default: all stored)")]
+    verify = [_arg("run_dir"),
+              _arg("--top", type=int, help="verify the first TOP ordinary candidates of "
+                   "undertrained.csv (verify.top, 200)"),
+              _arg("--batch-size", type=int, help="prompts per forward pass (verify.batch_size)"),
+              _arg("--device", choices=["auto", "cuda", "cpu"],
+                   help="where the model runs (verify.device; auto: the GPU when present)")]
     return [("run", "lay out and render the models of a config", cmd_run, run),
             ("render", "re-render a finished run without recomputing", cmd_render, render),
             ("check", "check a config as far as possible without model weights", cmd_check,
              check),
             ("compare", "compare the maps of several runs", cmd_compare, _compare_args()),
             ("neighbours", "a token's nearest neighbours in the model's embedding space (from "
-             "the run's neighbours.parquet)", cmd_neighbours, neighbours)]
+             "the run's neighbours.parquet)", cmd_neighbours, neighbours),
+            ("verify", "ask the model to repeat its most under-trained tokens (verified.csv)",
+             cmd_verify, verify)]
 
 
 def _compare_args() -> list[Any]:

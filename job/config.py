@@ -174,6 +174,18 @@ class CompareConfig:
 
 
 @dataclass(frozen=True)
+class VerifyConfig:
+    """Ask the model to repeat its most under-trained candidates (``vocabmap verify``;
+    job/verify.py). Needs torch and a model with a language-model head."""
+
+    enabled: bool = False  # verify each model right after its map (`run`, the Slurm job)
+    top: int = 200  # candidates: the first ordinary tokens of undertrained.csv
+    batch_size: int = 16  # prompts per forward pass
+    max_new_tokens: int = 3  # greedy steps in which the token may come (magikarp: 3)
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     dir: str = "runs"
 
@@ -187,6 +199,7 @@ class Config:
     contextual: ContextualConfig = field(default_factory=ContextualConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     @property
@@ -217,6 +230,9 @@ _CHECKS: dict[str, Any] = {
     "compare.permutations": lambda v: 1 <= v <= 100_000 or "must be between 1 and 100000",
     "compare.alpha": lambda v: 0 < v < 1 or "must be between 0 and 1 (exclusive)",
     "compare.listed": lambda v: 0 <= v <= 1000 or "must be between 0 and 1000",
+    "verify.top": lambda v: 1 <= v <= 100_000 or "must be between 1 and 100000",
+    "verify.batch_size": lambda v: v >= 1 or "must be >= 1",
+    "verify.max_new_tokens": lambda v: 1 <= v <= 64 or "must be between 1 and 64",
     "render.width": lambda v: 64 <= v <= 20000 or "must be between 64 and 20000",
     "render.height": lambda v: 64 <= v <= 20000 or "must be between 64 and 20000",
     "render.zoom_width": lambda v: 64 <= v <= 20000 or "must be between 64 and 20000",

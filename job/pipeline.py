@@ -236,6 +236,9 @@ def run_model(model: ModelConfig, config: Config) -> Path:
             "peak_rss_mib_per_stage": dict(stages.peak_mib),
             "environment": rundir.environment(),
         }
+        before = runread.Manifest.read_if_any(folder) if stored else None
+        if before and before.verified:  # `vocabmap verify` found it; the layout kept it
+            manifest["verified"] = before.verified
         rundir.write_json(folder / rundir.MANIFEST, manifest)
     return folder
 

@@ -159,6 +159,16 @@ class Manifest(Record):
         return self.data.get("rendered")
 
     @property
+    def verify_settings(self) -> dict[str, Any]:
+        """The run's ``[verify]`` settings; {} for a run from before there were any."""
+        return dict((self.data.get("config") or {}).get("verify") or {})
+
+    @property
+    def verified(self) -> dict[str, Any] | None:
+        """What `vocabmap verify` found (job/verify.py), or None before it ran."""
+        return self.data.get("verified")
+
+    @property
     def render_state(self) -> dict[str, Any]:
         """What the pictures were drawn from; {} before any were recorded."""
         return dict(self.data.get("render_state") or {})
@@ -200,3 +210,12 @@ def neighbours_meta(folder: Path) -> dict[str, Any] | None:
     except (OSError, pa.ArrowException):
         return None
     return json.loads(raw[b"vocabmap"]) if b"vocabmap" in raw else None
+
+
+def ranked_list(folder: Path) -> pd.DataFrame:
+    """The run directory's ``undertrained.csv`` (the ranked under-trained candidates)."""
+    path = Path(folder) / "undertrained.csv"
+    if not path.is_file():
+        raise rundir.RunDirError(f"{path} does not exist; run the model again with "
+                                 "`vocabmap run` to write it")
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])

@@ -14,7 +14,8 @@ import pandas as pd
 
 from job.render import raster
 
-CATEGORICAL = ("category", "script", "pos")  # pos: Japanese vocabularies only
+# pos: Japanese vocabularies only; verified: runs that `vocabmap verify` asked (job/verify.py)
+CATEGORICAL = ("category", "script", "pos", "verified")
 CONTINUOUS = ("undertrained",)  # float columns; NaN means "no value" (drawn grey)
 CONTINUOUS_PALETTE = "Viridis256"  # a bokeh.palettes name
 MISSING_COLOUR = "#bbbbbb"

@@ -56,7 +56,7 @@ def render_all(table: pd.DataFrame, cfg: RenderConfig, folder: Path, model: str 
     drawn = []
     texts: list[str] = []  # every token label drawn
     for region in regions:
-        picture = raster.draw_zoom(table, region, cfg, model)
+        picture = raster.draw_zoom(table, region, zoom_settings(region, table, cfg), model)
         texts += [lab.text for lab in picture.labels]
         name = zoom_file(region.name)
         _save_png(picture.image, folder / name)
@@ -115,13 +115,26 @@ def font_facts(texts: list[str]) -> dict[str, Any]:
     return {"fonts": labels.fonts_used(texts), "labels_without_glyph": len(lost)}
 
 
+VERIFIED = "verified"  # the column `vocabmap verify` adds (job/verify.py)
+
+
+def zoom_settings(region: Region, table: pd.DataFrame, cfg: RenderConfig) -> RenderConfig:
+    """The under-trained zoom of a verified run is coloured by ``verified``; others by
+    ``cfg.color_by``."""
+    if region.name == zooms.UNDERTRAINED and VERIFIED in table:
+        return dataclasses.replace(cfg, color_by=VERIFIED)
+    return cfg
+
+
 def page_view(region: Region, table: pd.DataFrame) -> str:
     """The link that opens ``map.html`` on ``region`` (coloured by the under-trained score for
-    its own zoom), e.g. ``map.html#color=undertrained&view=1.5,-3,12``."""
+    its own zoom, by ``verified`` once verified), e.g.
+    ``map.html#color=undertrained&view=1.5,-3,12``."""
     cx, cy = region.box.centre
     width = max(region.box.size)
-    colour = ("color=undertrained&" if region.name == zooms.UNDERTRAINED
-              and zooms.UNDERTRAINED in table else "")
+    shown = VERIFIED if VERIFIED in table else zooms.UNDERTRAINED
+    colour = (f"color={shown}&" if region.name == zooms.UNDERTRAINED and shown in table
+              else "")
     return f"map.html#{colour}view={cx:.6g},{cy:.6g},{width:.6g}"
 
 

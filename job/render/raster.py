@@ -23,6 +23,9 @@ CATEGORY_COLOURS = {
     "special": "#d62728", "word": "#1f77b4", "continuation": "#ff7f0e", "number": "#2ca02c",
     "punctuation": "#9467bd", "byte": "#8c564b",
 }
+# `verified` (job/verify.py): confirmed under-trained in reds, not confirmed in blue
+VERIFIED_COLOURS = {"strong": "#b2182b", "weak": "#f4a582", "no": "#2166ac",
+                    "not tested": "#d9d9d9"}
 BACKGROUND = "white"
 MAX_LEVELS = 64  # colours in one picture (a legend entry and a page layer each)
 # Continuous columns (the under-trained score): light blue at the typical value (the median)
@@ -70,6 +73,8 @@ def colour_key(table: pd.DataFrame, column: str) -> dict[str, str]:
     levels = list(table[column].cat.categories)
     if column == "category":
         return {c: CATEGORY_COLOURS.get(c, "#7f7f7f") for c in levels}
+    if column == "verified":
+        return {c: VERIFIED_COLOURS.get(c, "#7f7f7f") for c in levels}
     palette = colorcet.palette["glasbey_category10"]  # hex strings
     return {c: palette[i % len(palette)] for i, c in enumerate(levels)}
 
