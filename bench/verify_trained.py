@@ -37,8 +37,11 @@ def one(seed: int, tied: bool) -> None:
                                tokens.vocab_file_tokens(emb.path))
     name = f"seed {seed} {'tied' if tied else 'untied'}"
     matrices = {"input": emb.matrix} | ({} if tied else {"output": output_matrix(model.path)})
+    if not tied:  # what `run` scores an untied model by: the larger of both scores
+        matrices["both"] = (emb.matrix, matrices["output"])
     for which, matrix in matrices.items():
-        got = undertrained.score(matrix, table, table.attrs["family"])
+        first, output = matrix if which == "both" else (matrix, None)
+        got = undertrained.score(first, table, table.attrs["family"], output=output)
         print(f"{name} {which}: precision at {len(model.never_seen)} never-seen: "
               f"{precision_at_count(got.undertrained, model.never_seen, got.reference_ids):.3f}"
               f" (reference {got.reference}, {len(got.reference_ids)} rows); trained in "
