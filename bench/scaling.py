@@ -3,6 +3,7 @@ preservation per stage.
 
     python bench/scaling.py                       # 30k x 768, 131k x 5120, 256k x 4096
     python bench/scaling.py --sizes 131k --exact  # also the exact-kNN run, for comparison
+    python bench/scaling.py --sizes 131k --untied # with a separate output matrix (lm_head)
 
 Each size is a model folder built once in ``--workdir`` (default /tmp/vocabmap-scaling) and
 mapped by ``python -m job run`` in a fresh process, as a user would run it:
@@ -132,8 +133,10 @@ def _latent(text: str, buckets: np.ndarray) -> np.ndarray:
     return buckets[ids].mean(axis=0)
 
 
-def build(name: str, folder: Path) -> Path:
-    """The model folder for ``name`` (kept: built once)."""
+def build(name: str, folder: Path, untied: bool = False) -> Path:
+    """The model folder for ``name`` (kept: built once); ``untied``: with an output matrix
+    (``lm_head.weight``) of its own, built the same way from other random draws, as untied
+    models such as Mistral NeMo have (an input run reads and scores both)."""
     if (folder / "model.safetensors").is_file():
         return folder
     from safetensors.torch import save_file
@@ -158,8 +161,13 @@ def build(name: str, folder: Path) -> Path:
             "intermediate_size": 4 * dims}
         untrained = range(len(CONTROL), 1000)  # <SPECIAL_20> ... <SPECIAL_999>
     matrix = vectors(texts, dims, untrained)
+    if untied:
+        config["tie_word_embeddings"] = False
     (folder / "config.json").write_text(json.dumps(config, indent=1))
-    save_file({key: matrix}, str(folder / "model.safetensors"))
+    tensors = {key: matrix}
+    if untied:
+        tensors["lm_head.weight"] = vectors(texts, dims, untrained, seed=1)
+    save_file(tensors, str(folder / "model.safetensors"))
     print(f"built {name}: {rows} x {dims} in {time.perf_counter() - start:.0f} s", flush=True)
     return folder
 
@@ -229,7 +237,8 @@ def run(name: str, folder: Path, workdir: Path, knn: str) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    stages = ("load", "tokens", "prepare", "knn", "layout", "quality", "render")
+    stages = ("load", "tokens", "undertrained", "prepare", "knn", "layout", "quality",
+              "render")
     head = ("| size | kNN | wall s | " + " | ".join(f"{s} s" for s in stages)
             + " | peak RSS MiB (stage) | estimated MiB | graph recall | kNN pres. |")
     lines = [head, "|" + " --- |" * (len(stages) + 7)]
@@ -253,14 +262,17 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--exact", action="store_true",
                         help="also map each size with layout.knn = 'exact' (slow at 131k+)")
+    parser.add_argument("--untied", action="store_true",
+                        help="models with a separate output matrix (both read and scored)")
     parser.add_argument("--workdir", default="/tmp/vocabmap-scaling")
     args = parser.parse_args()
     workdir = Path(args.workdir)
     rows = []
     for name in args.sizes:
-        folder = build(name, workdir / f"model-{name}")
+        label = f"{name}-untied" if args.untied else name
+        folder = build(name, workdir / f"model-{label}", args.untied)
         for knn in ("auto", "exact") if args.exact else ("auto",):
-            rows.append(run(name, folder, workdir, knn))
+            rows.append(run(label, folder, workdir, knn))
             print(json.dumps(rows[-1]), flush=True)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = [round(x, 2) for x in os.getloadavg()]
