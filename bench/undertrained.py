@@ -47,7 +47,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from job import source, tokens, undertrained  # noqa: E402
+from job import roundtrip, source, tokens, undertrained  # noqa: E402
 from job.config import EMBEDDED_DEFAULT, ModelConfig  # noqa: E402
 
 INIT_STD = 0.02  # the embedded default's config.json initializer_range
@@ -219,7 +219,7 @@ def timing(large: bool) -> None:
     undertrained.score(matrix, table, "wordpiece")
     print(f"\nscore, 30,522 x 384: {time.perf_counter() - start:.2f} s")
     start = time.perf_counter()
-    undertrained.roundtrip(tokenizer, table, "wordpiece")
+    roundtrip.check(tokenizer, table, "wordpiece")
     print(f"round trip, 30,522 WordPiece tokens: {time.perf_counter() - start:.2f} s")
     trip_tekken()
     if not large:
@@ -272,7 +272,7 @@ def trip_tekken() -> None:
     fast.add_special_tokens({"additional_special_tokens": specials})
     table = tokens.build_table(fast, len(fast))
     start = time.perf_counter()
-    trip, facts = undertrained.roundtrip(fast, table, table.attrs["family"])
+    trip, facts = roundtrip.check(fast, table, table.attrs["family"])
     took = time.perf_counter() - start
     pieces = trip[:n]
     print(f"round trip, tekken {len(table):,} tokens ({table.attrs['family']}; tokenizer "

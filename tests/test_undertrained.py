@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from job import runread, source, tokens, undertrained
+from job import roundtrip, runread, source, tokens, undertrained
 from job.compare import pictures as compare_pictures
 from job.compare.runs import CompareError
 from job.config import ModelConfig, RenderConfig
@@ -156,7 +156,7 @@ def test_reference_falls_back_to_unreachable_bytes_then_lowest_norm(
 
 def _trip(folder: Path) -> pd.DataFrame:
     table, _, tokenizer = _table(folder)
-    table[undertrained.ROUNDTRIP], facts = undertrained.roundtrip(
+    table[undertrained.ROUNDTRIP], facts = roundtrip.check(
         tokenizer, table, table.attrs["family"])
     return table.set_index("token")
 
