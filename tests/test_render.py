@@ -13,8 +13,8 @@ from PIL import Image, ImageDraw
 
 from job import cli
 from job.config import ConfigError, RenderConfig
-from job.render import fonts, pictures, raster, shaping, zooms
 from job.render import labels as lab
+from job.render import pictures, raster, zooms
 from job.render.box import Box
 from job.render.zooms import Region
 from job.runread import Manifest
@@ -107,26 +107,26 @@ def test_dense_zoom_thins_labels_towards_the_centre(record_property: Record) -> 
 
 def glyphs(text: str, size: int = 40) -> np.ndarray:
     img = Image.new("L", (200, 60), 255)
-    shaping.draw_text(ImageDraw.Draw(img), (5, 5), text, size, fill="black")
+    lab.draw_text(ImageDraw.Draw(img), (5, 5), text, size, fill="black")
     return np.asarray(img)
 
 
 def test_japanese_renders_as_glyphs_not_missing_boxes() -> None:
-    assert fonts.font_paths()[0].endswith("ipaexg.ttf")  # the shipped font, no system CJK
+    assert lab.font_paths()[0].endswith("ipaexg.ttf")  # the shipped font, no system CJK
     box = glyphs("\u0378")  # an unassigned code point: the missing-glyph box
     for ch in "東京優勝":
         drawn = glyphs(ch)
         assert (drawn < 128).sum() > 50 and (drawn != box).sum() > 100, ch
-    assert shaping.runs("東京") == [("東京", 0)]
+    assert lab.runs("東京") == [("東京", 0)]
     assert (glyphs("東京") != glyphs("\u0378\u0378")).sum() > 200
 
 
 def test_symbols_missing_from_ipaex_fall_back_to_dejavu() -> None:
     ch = "ђ"  # Cyrillic, not in IPAexGothic, in DejaVu Sans
-    dejavu = fonts.face_of(ch)
-    assert fonts.font_paths()[dejavu].endswith("DejaVuSans.ttf")
+    dejavu = lab.face_of(ch)
+    assert lab.font_paths()[dejavu].endswith("DejaVuSans.ttf")
     # the letter after it stays in DejaVu Sans, which has it too: one run, not three
-    assert shaping.runs(f"a{ch}b") == [("a", 0), (f"{ch}b", dejavu)]
+    assert lab.runs(f"a{ch}b") == [("a", 0), (f"{ch}b", dejavu)]
     assert (glyphs(ch) != glyphs("\u0378")).sum() > 50
 
 

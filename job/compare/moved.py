@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from job.render import shaping
+from job.render import labels as lab
 
 ARROW = "#c0392b"
 
@@ -53,6 +53,6 @@ def picture(background: np.ndarray, start: np.ndarray, end: np.ndarray, texts: l
         draw.line((x0, y0, x1, y1), fill=ARROW, width=2)
         draw.ellipse((x0 - 4, y0 - 4, x0 + 4, y0 + 4), outline=ARROW, width=2)
         draw.ellipse((x1 - 4, y1 - 4, x1 + 4, y1 + 4), fill=ARROW)
-        shaping.draw_text(draw, (x1 + 6, y1 - font_size / 2), text, font_size, stroke=3)
-    shaping.draw_text(draw, (8, 6), title, font_size + 1)
+        lab.draw_text(draw, (x1 + 6, y1 - font_size / 2), text, font_size, stroke=3)
+    lab.draw_text(draw, (8, 6), title, font_size + 1)
     return img

@@ -15,7 +15,8 @@ from PIL import Image, ImageDraw
 
 from job.compare.runs import CompareError
 from job.config import RenderConfig
-from job.render import fonts, raster, zooms
+from job.render import labels as lab
+from job.render import raster, zooms
 
 GAP = 12
 HEADER = 34
@@ -41,7 +42,7 @@ def shared_levels(tables: list[pd.DataFrame], column: str) -> list[str]:
 def _titled(img: Image.Image, title: str, size: int) -> Image.Image:
     out = Image.new("RGB", (img.width, img.height + HEADER), "white")
     out.paste(img, (0, HEADER))
-    ImageDraw.Draw(out).text((6, 6), title, fill="black", font=fonts.font(size))
+    ImageDraw.Draw(out).text((6, 6), title, fill="black", font=lab.font(size))
     return out
 
 
@@ -52,7 +53,7 @@ def _tile(panels: list[Image.Image], columns: int, title: str, size: int) -> Ima
     h = max(p.height for p in panels)
     sheet = Image.new("RGB", (columns * (w + GAP) + GAP, rows * (h + GAP) + GAP + HEADER),
                       "#dddddd")
-    ImageDraw.Draw(sheet).text((GAP, 8), title, fill="black", font=fonts.font(size + 2))
+    ImageDraw.Draw(sheet).text((GAP, 8), title, fill="black", font=lab.font(size + 2))
     for i, panel in enumerate(panels):
         r, c = divmod(i, columns)
         sheet.paste(panel, (GAP + c * (w + GAP), HEADER + GAP + r * (h + GAP)))
@@ -89,9 +90,9 @@ def _grid_scale(tables: list[pd.DataFrame], titles: list[str], column: str, pane
     title = f"maps aligned onto {titles[0].split(' (')[0]}, coloured by {column}:"
     sheet = _tile(panels, columns, title, font_size)
     draw = ImageDraw.Draw(sheet)
-    fnt = fonts.font(font_size)
+    fnt = lab.font(font_size)
     ends = f"{span[0]:.2f} … {span[1]:.2f}"
-    x = int(draw.textlength(title, font=fonts.font(font_size + 2))) + 2 * GAP
+    x = int(draw.textlength(title, font=lab.font(font_size + 2))) + 2 * GAP
     need = x + raster.BAR_WIDTH + 6 + int(draw.textlength(ends, font=fnt)) + GAP
     if need > sheet.width:  # widen the sheet so the colour bar fits beside the title
         wider = Image.new("RGB", (need, sheet.height), "#dddddd")
@@ -127,8 +128,8 @@ def grid(tables: list[pd.DataFrame], titles: list[str], color_by: str = "categor
 def _legend(sheet: Image.Image, title: str, key: dict[str, str], size: int) -> None:
     """Colour swatches in the header, after the title."""
     draw = ImageDraw.Draw(sheet)
-    fnt = fonts.font(size)
-    x = int(draw.textlength(title, font=fonts.font(size + 2))) + 2 * GAP
+    fnt = lab.font(size)
+    x = int(draw.textlength(title, font=lab.font(size + 2))) + 2 * GAP
     for name, colour in key.items():
         draw.rectangle((x, 11, x + size - 3, 8 + size), fill=colour)
         draw.text((x + size + 2, 8), name, fill="black", font=fnt)
@@ -137,7 +138,7 @@ def _legend(sheet: Image.Image, title: str, key: dict[str, str], size: int) -> N
 
 def _missing(size: int, text: str, font_size: int) -> Image.Image:
     img = Image.new("RGB", (size, size), "#f4f4f4")
-    ImageDraw.Draw(img).text((10, size // 2), text, fill="#666666", font=fonts.font(font_size))
+    ImageDraw.Draw(img).text((10, size // 2), text, fill="#666666", font=lab.font(font_size))
     return img
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from job.config import RenderConfig
-from job.render import fonts, raster, shaping, zooms
+from job.render import labels, raster, zooms
 from job.render.zooms import Region
 from job.rundir import NEIGHBOURS, atomic_write
 
@@ -106,13 +106,13 @@ def font_facts(texts: list[str]) -> dict[str, Any]:
     """The manifest's account of the label fonts: ``fonts``, the files that drew ``texts``
     (in fallback order), and ``labels_without_glyph``, how many of them hold a character no
     label font has (drawn as a box); the log warns when that is not 0."""
-    lost = [t for t in texts if fonts.missing(t)]
+    lost = [t for t in texts if labels.missing(t)]
     if lost:
-        chars = sorted({c for t in lost for c in fonts.missing(t)})
+        chars = sorted({c for t in lost for c in labels.missing(t)})
         log.warning("%d of %d labels hold characters no label font has, drawn as boxes: %s "
                     "(e.g. %s)", len(lost), len(texts),
                     " ".join(f"U+{ord(c):04X}" for c in chars[:10]), " ".join(lost[:5]))
-    return {"fonts": shaping.fonts_used(texts), "labels_without_glyph": len(lost)}
+    return {"fonts": labels.fonts_used(texts), "labels_without_glyph": len(lost)}
 
 
 VERIFIED = "verified"  # the column `vocabmap verify` adds (job/verify.py)
@@ -157,9 +157,9 @@ def render_state(cfg: RenderConfig, layout: Path, near: Path | None = None,
         version = importlib.metadata.version("vocabmap")
     except importlib.metadata.PackageNotFoundError:
         version = ""
-    files = [Path(f).name for f in fonts.font_paths()]  # new label fonts redraw the labels
+    fonts = [Path(f).name for f in labels.font_paths()]  # new label fonts redraw the labels
     blob = json.dumps({"render": dataclasses.asdict(cfg), "vocabmap": version,
-                       "label_fonts": files}, sort_keys=True, default=str).encode()
+                       "label_fonts": fonts}, sort_keys=True, default=str).encode()
     state = {"settings": hashlib.sha256(blob).hexdigest()[:12],
              "layout_sha256": hashlib.sha256(Path(layout).read_bytes()).hexdigest()}
     if near is not None and Path(near).is_file():

@@ -15,7 +15,6 @@ from PIL import Image, ImageDraw
 
 from job.config import ConfigError, RenderConfig
 from job.render import labels as lab
-from job.render import shaping
 from job.render.box import Box
 from job.render.zooms import Region
 
@@ -284,7 +283,7 @@ def draw_zoom(table: pd.DataFrame, region: Region, cfg: RenderConfig, model: str
     title = (f"{heading(model, len(table))} · {region.name}: {points:,} shown, "
              f"{len(labels)} labelled")
     draw.line((0, band - 1, cfg.zoom_width, band - 1), fill="#cccccc")
-    shaping.draw_text(draw, (8, 5), title, cfg.font_size + 2)
+    lab.draw_text(draw, (8, 5), title, cfg.font_size + 2)
     if bar is not None:  # the colour bar in the bottom-left corner
         height = 8 + (cfg.font_size + 6) * 3
         lab.colour_bar(draw, *bar, cfg.font_size, cfg.color_by,

@@ -11,7 +11,7 @@ import pandas as pd
 
 from job.config import RenderConfig, ZoomConfig
 from job.errors import VocabmapError
-from job.render import fonts
+from job.render import labels
 from job.render.box import Box
 from job.tokens import PLACEHOLDER, matches
 
@@ -66,7 +66,7 @@ def meaningful(table: pd.DataFrame) -> np.ndarray:
     if "category" in table:
         keep &= ~table["category"].astype(str).isin(["special", "unused"]).to_numpy()
     chars = set("".join(table["display"].astype(str)))
-    missing = {c for c in chars if fonts.missing(c)}
+    missing = {c for c in chars if labels.missing(c)}
     if missing:
         keep &= ~table["display"].astype(str).map(
             lambda t: any(c in missing for c in t)).to_numpy(dtype=bool)
