@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from job import rundir
+from job import rundir, undertrained
 from job.errors import VocabmapError, file_error
 
 
@@ -214,7 +214,7 @@ def neighbours_meta(folder: Path) -> dict[str, Any] | None:
 
 def ranked_list(folder: Path) -> pd.DataFrame:
     """The run directory's ``undertrained.csv`` (the ranked under-trained candidates)."""
-    path = Path(folder) / "undertrained.csv"
+    path = Path(folder) / undertrained.CSV
     if not path.is_file():
         raise rundir.RunDirError(f"{path} does not exist; run the model again with "
                                  "`vocabmap run` to write it")
